@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fibers: cooperatively scheduled functions, each on its own stack, run by
+ * the reactor of the thread that spawned them.  A fiber runs until it parks
+ * (an operation, a sleep, a join, a yield) and is resumed when what it waits
+ * for happens.  Switching between fibers makes no system call.
+ *
+ * Signal mask: fibers are entered through ucontext and switched with
+ * sigsetjmp(env, 0)/siglongjmp, which never save or restore the signal
+ * mask.  Changing the process or thread signal mask after the first fiber
+ * has been created is unsupported: fibers may run with either mask.
+ */
+#ifndef IOUCONTEXT_FIBER_H
+#define IOUCONTEXT_FIBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct reactor;
+
+/** A fiber (opaque).  The handle stays valid until joined or detached. */
+struct fiber;
+
+/** A fiber's body; its return value is what fiber_join() collects. */
+typedef void *fiber_fn(void *arg);
+
+/** Longest fiber name kept, without the terminating NUL. */
+#define IOU_FIBER_NAME_MAX 31
+
+/**
+ * struct fiber_options - per-fiber settings for fiber_spawn_with().
+ */
+struct fiber_options {
+	size_t stack_size; /**< bytes of stack; 0: the reactor's default */
+	const char *name;  /**< copied (truncated to IOU_FIBER_NAME_MAX); NULL: none */
+};
+
+/**
+ * fiber_spawn() - start a fiber running @fn(@arg) on reactor @r.
+ * @out: receives a joinable handle; NULL spawns the fiber detached.
+ *
+ * The fiber becomes runnable and first runs when the caller parks (or, from
+ * outside a fiber, at the next reactor_run() or blocking call).  Reuses a
+ * pooled stack when one of the right size is free, which makes no system
+ * call.  Never suspends.
+ *
+ * Return: 0; -EINVAL if @fn is NULL or the stack size is below 16 KiB or
+ * above 1 GiB; -ENOMEM if no stack could be mapped; -EPERM if called from
+ * another thread than @r's owner.
+ */
+int fiber_spawn(struct reactor *r, fiber_fn *fn, void *arg, struct fiber **out);
+
+/**
+ * fiber_spawn_with() - fiber_spawn() with per-fiber options (may be NULL).
+ */
+int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts, fiber_fn *fn,
+		     void *arg, struct fiber **out);
+
+/**
+ * fiber_join() - wait for @f to finish and collect its result.
+ * @result: receives @fn's return value (may be NULL).
+ *
+ * Suspends the calling fiber; from outside a fiber, drives the reactor until
+ * @f finishes.  On success the handle is released.
+ *
+ * Return: 0; -EINVAL if @f is detached or already has a joiner, or belongs
+ * to another thread's reactor; -EDEADLK if @f is the caller, or (outside a
+ * fiber) if @f can never finish because nothing else can run.
+ */
+int fiber_join(struct fiber *f, void **result);
+
+/**
+ * fiber_detach() - let @f release itself when it finishes.
+ *
+ * The handle must not be used afterwards.  Never suspends.
+ *
+ * Return: 0; -EINVAL if @f is already detached or being joined.
+ */
+int fiber_detach(struct fiber *f);
+
+/**
+ * fiber_yield() - let every other runnable fiber run once, then continue.
+ *
+ * In a fiber: moves the caller to the back of the run queue (no system call
+ * unless kernel completions are due to be collected).  Outside a fiber: runs
+ * one round of the reactor without blocking.
+ *
+ * Return: 0, or a -errno from io_uring_enter when collecting completions.
+ */
+int fiber_yield(struct reactor *r);
+
+/**
+ * fiber_self() - the fiber running on @r, or NULL outside a fiber.
+ */
+struct fiber *fiber_self(struct reactor *r);
+
+/**
+ * fiber_sleep() - suspend the caller for at least @ns nanoseconds.
+ *
+ * Sleeps live in the reactor's userspace timer heap; the kernel sees one
+ * timeout, for the earliest expiry.  From outside a fiber, drives the
+ * reactor until the time has passed (other fibers run meanwhile).
+ * A zero or negative @ns returns at once.
+ *
+ * Return: 0.
+ */
+int fiber_sleep(struct reactor *r, int64_t ns);
+
+/**
+ * fiber_sleep_until() - suspend the caller until CLOCK_MONOTONIC @deadline.
+ *
+ * As fiber_sleep(); IOU_DEADLINE_NEVER sleeps forever (the fiber then only
+ * ends with the reactor).  Return: 0.
+ */
+int fiber_sleep_until(struct reactor *r, int64_t deadline);
+
+/**
+ * fiber_id() - the fiber's number, unique within its reactor (from 1).
+ */
+uint64_t fiber_id(const struct fiber *f);
+
+/**
+ * fiber_name() - the name given at spawn, or "" if none.
+ */
+const char *fiber_name(const struct fiber *f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ioucontext: cooperative multitasking on Linux io_uring.  This umbrella
+ * header includes every public header of the core library.
+ */
+#ifndef IOUCONTEXT_IOUCONTEXT_H
+#define IOUCONTEXT_IOUCONTEXT_H
+
+#include <ioucontext/clock.h>
+#include <ioucontext/fiber.h>
+#include <ioucontext/reactor.h>
+#include <ioucontext/version.h>
+
+#endif

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The reactor: one per thread, owning that thread's io_uring, its fibers,
+ * its timers and a user cookie.  A reactor is created by the first
+ * reactor_get() (or an explicit reactor_create()) in a thread and torn down
+ * when the thread exits or by reactor_destroy().  All reactor calls must be
+ * made from the thread that owns the reactor.
+ */
+#ifndef IOUCONTEXT_REACTOR_H
+#define IOUCONTEXT_REACTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A thread's reactor (opaque). */
+struct reactor;
+
+/** Destructor for the cookie stored with reactor_cookie_jar(). */
+typedef void reactor_cookie_eater(void *cookie);
+
+/*
+ * io_uring setup flags the reactor may try, most capable first.  The reactor
+ * tries all allowed flags together and drops them one by one (DEFER_TASKRUN,
+ * then SINGLE_ISSUER, then COOP_TASKRUN) while the kernel refuses.
+ */
+#define IOU_RING_SINGLE_ISSUER 0x1u /**< IORING_SETUP_SINGLE_ISSUER */
+#define IOU_RING_DEFER_TASKRUN 0x2u /**< IORING_SETUP_DEFER_TASKRUN (needs SINGLE_ISSUER) */
+#define IOU_RING_COOP_TASKRUN 0x4u  /**< IORING_SETUP_COOP_TASKRUN */
+#define IOU_RING_ALL 0x7u           /**< every flag above (the default) */
+
+/** Defaults used when neither an option nor the environment says otherwise. */
+#define IOU_DEFAULT_RING_ENTRIES 256u
+#define IOU_DEFAULT_STACK_SIZE ((size_t)256 * 1024)
+#define IOU_DEFAULT_FIBER_POOL 1024u
+
+/**
+ * struct reactor_options - how to build a reactor.
+ *
+ * Fill it with reactor_options_init() (which reads the environment), then
+ * change what you need.  Environment variables, read by
+ * reactor_options_init():
+ *
+ *   IOU_RING_ENTRIES=N   submission queue entries (power of two, 1..32768)
+ *   IOU_STACK_SIZE=N     default fiber stack size; K, M suffixes accepted
+ *   IOU_FIBER_POOL=N     finished fibers kept ready for reuse
+ *   IOU_PIN=0            do not pin the thread to a CPU
+ *   IOU_RING_FLAGS=LIST  comma-separated subset of single_issuer,
+ *                        defer_taskrun, coop_taskrun; or "none"
+ *
+ * Malformed values are ignored (the default stays).
+ */
+struct reactor_options {
+	unsigned ring_entries; /**< SQ size, rounded up to a power of two */
+	size_t stack_size;     /**< default fiber stack size in bytes */
+	unsigned fiber_pool;   /**< max finished fibers kept for reuse */
+	unsigned ring_flags;   /**< IOU_RING_* flags the reactor may try */
+	bool pin;              /**< pin the thread and io-wq to one CPU */
+};
+
+/**
+ * reactor_options_init() - fill @opts with defaults and environment values.
+ */
+void reactor_options_init(struct reactor_options *opts);
+
+/**
+ * reactor_create() - create the calling thread's reactor.
+ * @opts: options, or NULL for reactor_options_init() defaults.
+ * @out:  receives the reactor (owned by the thread; see reactor_destroy()).
+ *
+ * Sets up the io_uring (falling back on refused flags), probes the kernel's
+ * opcodes and pins the thread unless told not to; failure to pin is not an
+ * error (see reactor_cpu()).  Never suspends.
+ *
+ * Return: 0; -EEXIST if the thread already has a reactor; -EINVAL for bad
+ * options; -ENOMEM; or the -errno of io_uring_queue_init_params().
+ */
+int reactor_create(const struct reactor_options *opts, struct reactor **out);
+
+/**
+ * reactor_get() - the calling thread's reactor, created on first call.
+ *
+ * Creation uses reactor_options_init() defaults.  Never suspends.
+ *
+ * Return: the reactor, or NULL if it could not be created (call
+ * reactor_create() to learn why).
+ */
+struct reactor *reactor_get(void);
+
+/**
+ * reactor_destroy() - tear the reactor down now.
+ *
+ * Fibers that have not finished are discarded without being resumed (their
+ * stacks are released; nothing on them runs again), the ring is closed, the
+ * thread's affinity is restored and the cookie is eaten.  A later
+ * reactor_get() in the same thread creates a fresh reactor.  Thread exit
+ * does the same automatically.
+ *
+ * Return: 0; -EPERM if called from another thread than the owner; -EBUSY if
+ * called from one of the reactor's own fibers or while it is running.
+ */
+int reactor_destroy(struct reactor *r);
+
+/**
+ * reactor_run() - run fibers until every fiber of @r has terminated.
+ *
+ * Blocks the thread in io_uring while all fibers wait; never spins.
+ * Pending operations started outside a fiber are completed along the way.
+ *
+ * Return: 0 when no fiber is left; -EPERM if called from inside a fiber;
+ * -EDEADLK if fibers remain but none can ever be woken (all parked with
+ * nothing in flight and no timer armed); or a -errno from io_uring_enter.
+ */
+int reactor_run(struct reactor *r);
+
+/**
+ * reactor_runnable() - true while @r has live fibers or pending operations.
+ */
+bool reactor_runnable(const struct reactor *r);
+
+/**
+ * reactor_cookie_jar() - store one user cookie with an optional destructor.
+ *
+ * The cookie is "eaten" (@eat called once with it) when the reactor is torn
+ * down, whether by thread exit or reactor_destroy().  Storing a new cookie
+ * eats the previous one first.  @eat may be NULL.
+ *
+ * Return: 0.
+ */
+int reactor_cookie_jar(struct reactor *r, void *cookie, reactor_cookie_eater *eat);
+
+/**
+ * reactor_cookie() - the cookie last stored with reactor_cookie_jar(), or NULL.
+ */
+void *reactor_cookie(const struct reactor *r);
+
+/**
+ * reactor_cpu() - the CPU the reactor's thread is pinned to.
+ *
+ * Return: the CPU number (>= 0); -ENOTSUP if pinning was turned off by
+ * option or environment; otherwise the -errno with which pinning failed.
+ */
+int reactor_cpu(const struct reactor *r);
+
+/**
+ * reactor_ring_flags() - the IOU_RING_* flags the kernel accepted.
+ */
+unsigned reactor_ring_flags(const struct reactor *r);
+
+/**
+ * reactor_ring_entries() - the submission queue size in effect.
+ */
+unsigned reactor_ring_entries(const struct reactor *r);
+
+/**
+ * reactor_op_supported() - whether the kernel supports io_uring @opcode.
+ *
+ * Answered from the probe taken when the reactor was created.  On kernels
+ * too old to be probed, only the opcodes of the original io_uring release
+ * are reported as supported.
+ */
+bool reactor_op_supported(const struct reactor *r, unsigned opcode);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

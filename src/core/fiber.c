@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fibers: spawn, the trampoline every fiber runs in, join, detach, yield,
+ * self and sleep.  A fiber's stack keeps its trampoline frame for life: when
+ * the body returns, the fiber parks inside the trampoline, and a later spawn
+ * on the pooled stack simply resumes it with a new body, which makes no
+ * system call.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+
+#define MIN_STACK ((size_t)16 * 1024)
+#define MAX_STACK ((size_t)1024 * 1024 * 1024)
+
+static void finished(struct reactor *r, struct fiber *f)
+{
+	r->nfibers--;
+	if (f->detached) {
+		iou__stack_put(r, f);
+		return;
+	}
+	f->state = IOU_FIBER_DONE;
+	if (f->joiner)
+		iou__wake(r, f->joiner);
+}
+
+void iou__fiber_main(void)
+{
+	struct reactor *r = iou__self;
+	struct fiber *f = r->current;
+
+	iou__switch_entered(r);
+	f->entered = true;
+	for (;;) {
+		f->result = f->fn(f->arg);
+		finished(r, f);
+		/* Parks until a spawn reuses this stack (see iou__stack_get). */
+		iou__park(r);
+	}
+}
+
+IOU_API int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts, fiber_fn *fn,
+			     void *arg, struct fiber **out)
+{
+	size_t size;
+	struct fiber *f;
+	int ret;
+
+	if (!r || !fn)
+		return -EINVAL;
+	if (r != iou__self)
+		return -EPERM;
+	size = opts && opts->stack_size ? opts->stack_size : r->stack_size;
+	if (size < MIN_STACK || size > MAX_STACK)
+		return -EINVAL;
+	ret = iou__stack_get(r, size, &f);
+	if (ret < 0)
+		return ret;
+	f->r = r;
+	f->fn = fn;
+	f->arg = arg;
+	f->result = NULL;
+	f->joiner = NULL;
+	f->id = ++r->next_id;
+	f->detached = !out;
+	f->name[0] = '\0';
+	if (opts && opts->name) {
+		strncpy(f->name, opts->name, IOU_FIBER_NAME_MAX);
+		f->name[IOU_FIBER_NAME_MAX] = '\0';
+	}
+	r->nfibers++;
+	iou__runq_push(r, f);
+	if (out)
+		*out = f;
+	return 0;
+}
+
+IOU_API int fiber_spawn(struct reactor *r, fiber_fn *fn, void *arg, struct fiber **out)
+{
+	return fiber_spawn_with(r, NULL, fn, arg, out);
+}
+
+IOU_API int fiber_join(struct fiber *f, void **result)
+{
+	struct reactor *r;
+	int ret;
+
+	if (!f)
+		return -EINVAL;
+	r = f->r;
+	if (r != iou__self || f->detached || f->joiner || f->state == IOU_FIBER_POOLED)
+		return -EINVAL;
+	if (f == r->current)
+		return -EDEADLK;
+	if (f->state != IOU_FIBER_DONE) {
+		struct iou__wait w = { 0 };
+
+		f->joiner = &w;
+		ret = iou__wait(r, &w);
+		f->joiner = NULL;
+		if (ret < 0)
+			return ret;
+	}
+	if (result)
+		*result = f->result;
+	iou__stack_put(r, f);
+	return 0;
+}
+
+IOU_API int fiber_detach(struct fiber *f)
+{
+	if (!f || f->r != iou__self || f->detached || f->joiner || f->state == IOU_FIBER_POOLED)
+		return -EINVAL;
+	f->detached = true;
+	if (f->state == IOU_FIBER_DONE)
+		iou__stack_put(f->r, f);
+	return 0;
+}
+
+IOU_API int fiber_yield(struct reactor *r)
+{
+	if (!r)
+		return -EINVAL;
+	if (r != iou__self)
+		return -EPERM;
+	if (!r->current)
+		return iou__tick(r);
+	iou__runq_push(r, r->current);
+	iou__park(r);
+	return 0;
+}
+
+IOU_API struct fiber *fiber_self(struct reactor *r)
+{
+	return r ? r->current : NULL;
+}
+
+IOU_API int fiber_sleep_until(struct reactor *r, int64_t deadline)
+{
+	struct iou__wait w = { 0 };
+	struct iou__timer t = { .deadline = deadline, .wait = &w };
+	int ret;
+
+	if (!r)
+		return -EINVAL;
+	if (r != iou__self)
+		return -EPERM;
+	if (deadline <= iou_now())
+		return 0;
+	if (deadline == IOU_DEADLINE_NEVER)
+		return iou__wait(r, &w);
+	ret = iou__timer_add(&r->timers, &t);
+	if (ret < 0)
+		return ret;
+	ret = iou__wait(r, &w);
+	if (!w.done)
+		iou__timer_del(&r->timers, &t);
+	return ret;
+}
+
+IOU_API int fiber_sleep(struct reactor *r, int64_t ns)
+{
+	if (ns <= 0)
+		return r ? 0 : -EINVAL;
+	return fiber_sleep_until(r, iou_deadline_after(ns));
+}
+
+IOU_API uint64_t fiber_id(const struct fiber *f)
+{
+	return f ? f->id : 0;
+}
+
+IOU_API const char *fiber_name(const struct fiber *f)
+{
+	return f ? f->name : "";
+}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The reactor's life: creation on a thread's first reactor_get(), the ring
+ * set-up with its flag fallbacks and opcode probe, the thread-local slot and
+ * C11 tss destructor that tear it down at thread exit, explicit destruction,
+ * the cookie jar, reactor_run() and the queries.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+_Thread_local struct reactor *iou__self __attribute__((tls_model("initial-exec")));
+
+static once_flag key_once = ONCE_FLAG_INIT;
+static tss_t key;
+static bool key_ok;
+
+static void teardown(struct reactor *r)
+{
+	void *cookie = r->cookie;
+	reactor_cookie_eater *eat = r->eat;
+
+	/* Eat the cookie first, while the reactor is still whole. */
+	r->cookie = NULL;
+	r->eat = NULL;
+	if (eat)
+		eat(cookie);
+	if (r->cookie && r->eat) /* the eater stored another one */
+		r->eat(r->cookie);
+
+	iou__self = NULL;
+	if (key_ok)
+		tss_set(key, NULL);
+	io_uring_queue_exit(&r->ring);
+	iou__stacks_fini(&r->stacks);
+	iou__timer_free(&r->timers);
+	iou__unpin(r);
+	iou__overflow_handler_release(r);
+	free(r);
+}
+
+/* The thread is exiting: tear its reactor down (tss destructor). */
+static void on_thread_exit(void *p)
+{
+	struct reactor *r = p;
+
+	/* thrd_exit() from inside a fiber would run us on a stack we own. */
+	if (r && !r->current)
+		teardown(r);
+}
+
+/* exit() ran: tear down the calling thread's reactor, as thread exit would. */
+static void on_process_exit(void)
+{
+	struct reactor *r = iou__self;
+
+	if (r && !r->current && !r->driving)
+		teardown(r);
+}
+
+static void key_init(void)
+{
+	key_ok = tss_create(&key, on_thread_exit) == thrd_success;
+	if (key_ok)
+		atexit(on_process_exit);
+}
+
+static unsigned kernel_flags(unsigned f)
+{
+	return (f & IOU_RING_SINGLE_ISSUER ? IORING_SETUP_SINGLE_ISSUER : 0) |
+	       (f & IOU_RING_DEFER_TASKRUN ? IORING_SETUP_DEFER_TASKRUN : 0) |
+	       (f & IOU_RING_COOP_TASKRUN ? IORING_SETUP_COOP_TASKRUN : 0);
+}
+
+/* Try the allowed flags, dropping one at a time while the kernel says EINVAL. */
+static int ring_setup(struct reactor *r, const struct reactor_options *o)
+{
+	static const unsigned ladder[] = {
+		IOU_RING_ALL,
+		IOU_RING_ALL & ~IOU_RING_DEFER_TASKRUN,
+		IOU_RING_COOP_TASKRUN,
+		0,
+	};
+	unsigned last = ~0u;
+	int ret = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(ladder) / sizeof(ladder[0]); i++) {
+		unsigned flags = o->ring_flags & ladder[i];
+		struct io_uring_params p;
+
+		if (!(flags & IOU_RING_SINGLE_ISSUER))
+			flags &= ~IOU_RING_DEFER_TASKRUN;
+		if (flags == last)
+			continue;
+		last = flags;
+		memset(&p, 0, sizeof(p));
+		p.flags = kernel_flags(flags);
+		ret = io_uring_queue_init_params(o->ring_entries, &r->ring, &p);
+		if (ret == 0) {
+			r->ring_flags = flags;
+			r->ring_entries = r->ring.sq.ring_entries;
+			return 0;
+		}
+		if (ret != -EINVAL)
+			break;
+	}
+	return ret;
+}
+
+static void probe(struct reactor *r)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&r->ring);
+
+	if (!p) {
+		/* Too old to probe: only the first release's opcodes. */
+		for (unsigned op = IORING_OP_NOP; op <= IORING_OP_WRITE_FIXED; op++)
+			r->probe[op / 8] |= 1u << (op % 8);
+		return;
+	}
+	for (unsigned i = 0; i < p->ops_len && i < 256; i++)
+		if (p->ops[i].flags & IO_URING_OP_SUPPORTED)
+			r->probe[p->ops[i].op / 8] |= 1u << (p->ops[i].op % 8);
+	io_uring_free_probe(p);
+}
+
+IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **out)
+{
+	struct reactor_options defaults;
+	struct reactor *r;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	if (!opts) {
+		reactor_options_init(&defaults);
+		opts = &defaults;
+	}
+	ret = iou__options_check(opts);
+	if (ret < 0)
+		return ret;
+	call_once(&key_once, key_init);
+	if (!key_ok)
+		return -EAGAIN;
+	if (iou__self)
+		return -EEXIST;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->stack_size = opts->stack_size;
+	ret = ring_setup(r, opts);
+	if (ret < 0) {
+		free(r);
+		return ret;
+	}
+	probe(r);
+	iou__stacks_init(&r->stacks, opts->fiber_pool);
+	ret = iou__switch_init(r);
+	if (ret < 0)
+		goto fail;
+	ret = iou__overflow_handler_install(r);
+	if (ret < 0)
+		goto fail;
+	if (opts->pin)
+		iou__pin(r);
+	else
+		r->cpu = -ENOTSUP;
+	if (tss_set(key, r) != thrd_success) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	iou__self = r;
+	*out = r;
+	return 0;
+fail:
+	iou__unpin(r);
+	iou__overflow_handler_release(r);
+	iou__stacks_fini(&r->stacks);
+	io_uring_queue_exit(&r->ring);
+	free(r);
+	return ret;
+}
+
+IOU_API struct reactor *reactor_get(void)
+{
+	struct reactor *r = iou__self;
+
+	if (iou__likely(r != NULL))
+		return r;
+	return reactor_create(NULL, &r) == 0 ? r : NULL;
+}
+
+IOU_API int reactor_destroy(struct reactor *r)
+{
+	if (!r)
+		return -EINVAL;
+	if (r != iou__self)
+		return -EPERM;
+	if (r->current || r->driving)
+		return -EBUSY;
+	teardown(r);
+	return 0;
+}
+
+IOU_API int reactor_run(struct reactor *r)
+{
+	if (!r)
+		return -EINVAL;
+	if (r != iou__self || r->current)
+		return -EPERM;
+	if (r->driving)
+		return -EBUSY;
+	return iou__drive(r, NULL);
+}
+
+IOU_API bool reactor_runnable(const struct reactor *r)
+{
+	return r && (r->nfibers > 0 || r->inflight > 0);
+}
+
+IOU_API int reactor_cookie_jar(struct reactor *r, void *cookie, reactor_cookie_eater *eat)
+{
+	void *old;
+	reactor_cookie_eater *old_eat;
+
+	if (!r)
+		return -EINVAL;
+	old = r->cookie;
+	old_eat = r->eat;
+	r->cookie = cookie;
+	r->eat = eat;
+	if (old_eat && (old != cookie || old_eat != eat))
+		old_eat(old);
+	return 0;
+}
+
+IOU_API void *reactor_cookie(const struct reactor *r)
+{
+	return r ? r->cookie : NULL;
+}
+
+IOU_API int reactor_cpu(const struct reactor *r)
+{
+	return r ? r->cpu : -EINVAL;
+}
+
+IOU_API unsigned reactor_ring_flags(const struct reactor *r)
+{
+	return r ? r->ring_flags : 0;
+}
+
+IOU_API unsigned reactor_ring_entries(const struct reactor *r)
+{
+	return r ? r->ring_entries : 0;
+}
+
+IOU_API bool reactor_op_supported(const struct reactor *r, unsigned opcode)
+{
+	return r && opcode < 256 && (r->probe[opcode / 8] >> (opcode % 8)) & 1;
+}
