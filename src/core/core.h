@@ -133,6 +133,7 @@ struct reactor {
 	struct io_uring ring;
 	struct fiber *current;	/* running fiber, NULL in the thread's context */
 	struct fiber *runq_head, *runq_tail;
+	unsigned nrunq;		/* fibers in the run queue */
 	unsigned budget;	/* fiber-to-fiber switches left before the scheduler polls */
 	bool driving;		/* iou__drive() is on the thread's stack */
 	bool wake_sched;	/* the thread's own context was woken */

@@ -29,6 +29,7 @@ void iou__runq_push(struct reactor *r, struct fiber *f)
 	else
 		r->runq_head = f;
 	r->runq_tail = f;
+	r->nrunq++;
 }
 
 static struct fiber *runq_pop(struct reactor *r)
@@ -39,6 +40,7 @@ static struct fiber *runq_pop(struct reactor *r)
 		r->runq_head = f->next;
 		if (!r->runq_head)
 			r->runq_tail = NULL;
+		r->nrunq--;
 	}
 	return f;
 }
@@ -160,10 +162,13 @@ int iou__poll(struct reactor *r, bool block)
 	return 0;
 }
 
-/* Run one batch of runnable fibers, then collect what completed. */
-static int round_robin(struct reactor *r)
+/*
+ * Run one batch of runnable fibers, then collect what completed.  @budget
+ * bounds the direct switches within the batch.
+ */
+static int round_robin(struct reactor *r, unsigned budget)
 {
-	r->budget = BUDGET;
+	r->budget = budget;
 	iou__switch(r, NULL, runq_pop(r));
 	iou__stacks_trim(r);
 	return iou__poll(r, false);
@@ -182,7 +187,7 @@ int iou__drive(struct reactor *r, const bool *done)
 		if (done ? *done : (r->nfibers == 0 && r->inflight == 0))
 			break;
 		if (r->runq_head)
-			ret = round_robin(r);
+			ret = round_robin(r, BUDGET);
 		else
 			ret = iou__poll(r, true);
 		if (ret < 0)
@@ -192,13 +197,13 @@ int iou__drive(struct reactor *r, const bool *done)
 	return ret < 0 ? ret : 0;
 }
 
-/* One non-blocking round from the thread's own context. */
+/* One non-blocking round from the thread's own context: each fiber runnable now runs once. */
 int iou__tick(struct reactor *r)
 {
 	int ret;
 
 	r->driving = true;
-	ret = r->runq_head ? round_robin(r) : iou__poll(r, false);
+	ret = r->runq_head ? round_robin(r, r->nrunq - 1) : iou__poll(r, false);
 	r->driving = false;
 	return ret;
 }

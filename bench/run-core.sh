@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Run the core benchmarks of an existing build and print their results as a
+# markdown table next to the peers they are measured against and the targets
+# of the foundation issue.  Builds nothing: the build directory ($1, default
+# "build") must already hold bench/bench-switch, bench/bench-spawn,
+# bench/bench-sleepers and, when Boost.Context was found, bench/boost-switch.
+# Each program is pinned to CPU 0 with taskset where that works.  The raw
+# output of every program goes to stderr as it runs, the table to stdout.  Counts can
+# be changed with BENCH_SWITCH_N, BENCH_SPAWN_N and BENCH_SLEEPERS_N (the
+# sleepers run needs about 4 GiB of memory for its default 1,000,000).
+set -euo pipefail
+
+build=${1:-build}
+switch_n=${BENCH_SWITCH_N:-10000000}
+spawn_n=${BENCH_SPAWN_N:-1000000}
+sleepers_n=${BENCH_SLEEPERS_N:-1000000}
+
+if [[ ! -d $build ]]; then
+	echo "run-core.sh: no build directory '$build' (build first, see bench/README.md)" >&2
+	exit 2
+fi
+
+# Warn when the build cannot give meaningful numbers.
+cache=$build/CMakeCache.txt
+if [[ -f $cache ]]; then
+	build_type=$(awk -F= '/^CMAKE_BUILD_TYPE:/ { print $2 }' "$cache")
+	sanitize=$(awk -F= '/^IOU_SANITIZE:/ { print $2 }' "$cache")
+	if [[ -n $sanitize ]]; then
+		echo "run-core.sh: WARNING: sanitizer build ($sanitize); numbers are not representative" >&2
+	fi
+	if [[ $build_type == Debug || -z $build_type ]]; then
+		echo "run-core.sh: WARNING: library built as '${build_type:-no build type}'; use Release or RelWithDebInfo" >&2
+	fi
+fi
+
+pin=()
+if command -v taskset >/dev/null 2>&1 && taskset -c 0 true 2>/dev/null; then
+	pin=(taskset -c 0)
+fi
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
+find_bench() {
+	local dir
+	for dir in "$build/bench" "$build"; do
+		if [[ -x $dir/$1 ]]; then
+			echo "$dir/$1"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# run NAME ARGS...: run one program, keep its output, never stop the script.
+run() {
+	local name=$1 exe status=0
+	shift
+	if ! exe=$(find_bench "$name"); then
+		echo "# $name: not built" | tee -a "$results" >&2
+		return 0
+	fi
+	echo "## ${pin[*]:+${pin[*]} }$exe $*" >&2
+	"${pin[@]}" "$exe" "$@" | tee -a "$results" >&2 || status=$?
+	if ((status != 0)); then
+		echo "# $name exited with status $status" | tee -a "$results" >&2
+	fi
+	return 0
+}
+
+run bench-switch "$switch_n"
+run boost-switch "$switch_n"
+run bench-spawn "$spawn_n"
+run bench-sleepers "$sleepers_n"
+echo >&2
+
+# val BENCH NAME: the value of the line "BENCH NAME VALUE", or empty.
+val() {
+	awk -v b="$1" -v n="$2" '$1 == b && $2 == n { v = $3 } END { if (v != "") print v }' "$results"
+}
+
+# ratio A B: A / B, or "—" when either is missing.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || b + 0 == 0) print "—"; else printf "%.2f×\n", a / b }'
+}
+
+# met VALUE OP LIMIT: "yes", "no" or "—" (no value).
+met() {
+	awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+		if (v == "") { print "—"; exit }
+		ok = (op == "<=") ? (v + 0 <= l + 0) : (v + 0 >= l + 0)
+		print ok ? "yes" : "no" }'
+}
+
+or_dash() {
+	echo "${1:-—}"
+}
+
+sw=$(val switch ioucontext)
+boost=$(val switch boost_fcontext)
+swap=$(val switch swapcontext)
+sj=$(val switch sigsetjmp)
+sp_fiber=$(val spawn_join fiber)
+sp_main=$(val spawn_join main)
+sp_batch=$(val spawn_join batch1000)
+reached=$(val sleepers reached)
+kib=$(val sleepers kib_per_fiber)
+valid=$(val sleepers valid)
+
+sleep_met() {
+	if [[ -n $valid && $valid != 1 ]]; then
+		echo "invalid run"
+	else
+		met "$@"
+	fi
+}
+
+echo "| benchmark | ioucontext | peer | ratio | target | met? |"
+echo "| --- | ---: | ---: | ---: | --- | --- |"
+echo "| switch vs Boost fcontext (ns) | $(or_dash "$sw") | $(or_dash "$boost") | $(ratio "$sw" "$boost") | ≤ 15 ns | $(met "$sw" "<=" 15) |"
+echo "| switch vs glibc swapcontext (ns) | $(or_dash "$sw") | $(or_dash "$swap") | $(ratio "$sw" "$swap") | — | — |"
+echo "| switch vs bare sigsetjmp/siglongjmp (ns) | $(or_dash "$sw") | $(or_dash "$sj") | $(ratio "$sw" "$sj") | — | — |"
+echo "| spawn+join in a fiber, pooled (ns) | $(or_dash "$sp_fiber") | — | — | ≤ 200 ns | $(met "$sp_fiber" "<=" 200) |"
+echo "| spawn+join from main, pooled (ns) | $(or_dash "$sp_main") | — | — | ≤ 200 ns | $(met "$sp_main" "<=" 200) |"
+echo "| spawn 1000 then join 1000 (ns per fiber) | $(or_dash "$sp_batch") | — | — | ≤ 200 ns | $(met "$sp_batch" "<=" 200) |"
+echo "| sleeping fibers reached | $(or_dash "$reached") | — | — | ≥ 1,000,000 | $(sleep_met "$reached" ">=" 1000000) |"
+echo "| resident KiB per sleeping fiber | $(or_dash "$kib") | — | — | ≤ 8 KiB | $(sleep_met "$kib" "<=" 8) |"

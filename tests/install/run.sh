@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Install test: install the build tree into a temporary prefix and use it the
+# way an outside project would -- pkg-config (shared and static), CMake's
+# find_package(ioucontext) -- then check what the shared library exports.
+# Run by CTest (label "install"), which sets IOU_BUILD_DIR and IOU_TEST_SRCDIR;
+# IOU_SANITIZE and IOU_CC say how the library was built.
+set -euo pipefail
+
+: "${IOU_BUILD_DIR:?IOU_BUILD_DIR must name the build tree}"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cc=${IOU_CC:-${CC:-cc}}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/iou-install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+
+fail() {
+	echo "install test: FAIL: $*" >&2
+	exit 1
+}
+
+step() {
+	echo "== $*"
+}
+
+step "cmake --install into $prefix"
+if ! cmake --install "$IOU_BUILD_DIR" --prefix "$prefix" >"$tmp/install.log" 2>&1; then
+	cat "$tmp/install.log" >&2
+	fail "cmake --install failed"
+fi
+
+# GNUInstallDirs may choose lib, lib64 or lib/<multiarch>.
+libdir=
+for d in "$prefix"/lib "$prefix"/lib64 "$prefix"/lib/*-linux-*; do
+	if [[ -e $d/libioucontext.so ]]; then
+		libdir=$d
+		break
+	fi
+done
+[[ -n $libdir ]] || fail "libioucontext.so not installed under $prefix/lib*"
+for f in libioucontext.a pkgconfig/ioucontext.pc cmake/ioucontext/ioucontextConfig.cmake \
+	cmake/ioucontext/ioucontextConfigVersion.cmake; do
+	[[ -e $libdir/$f ]] || fail "$libdir/$f not installed"
+done
+[[ -f $prefix/include/ioucontext/ioucontext.h ]] || fail "ioucontext.h not installed"
+[[ -f $prefix/include/ioucontext/version.h ]] || fail "generated version.h not installed"
+[[ ! -e $prefix/include/ioucontext/version.h.in ]] || fail "version.h.in installed"
+soname=$(readelf -d "$libdir/libioucontext.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[[ $soname == libioucontext.so.0 ]] || fail "SONAME is '$soname', expected libioucontext.so.0"
+
+export PKG_CONFIG_PATH=$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+version=$(pkg-config --modversion ioucontext)
+pc_prefix=$(pkg-config --variable=prefix ioucontext)
+[[ $pc_prefix == "$prefix" ]] || fail "ioucontext.pc prefix is '$pc_prefix', expected '$prefix'"
+
+# Compile as a strict C11 user would; match the library's sanitizers, whose
+# runtimes must be linked into the executable.
+strict=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
+san=()
+if [[ -n ${IOU_SANITIZE:-} ]]; then
+	san=(-fsanitize="$IOU_SANITIZE" -fno-omit-frame-pointer)
+fi
+read -ra cflags <<<"$(pkg-config --cflags ioucontext)"
+
+step "each installed header compiles on its own (strict C11)"
+for h in "$prefix"/include/ioucontext/*.h; do
+	h=${h##*/}
+	printf '#include <ioucontext/%s>\ntypedef int not_empty;\n' "$h" |
+		"$cc" "${strict[@]}" "${cflags[@]}" -fsyntax-only -x c - ||
+		fail "<ioucontext/$h> does not compile on its own"
+done
+
+check_output() { # program [env...]
+	local prog=$1 out
+	shift
+	out=$(env "$@" "$prog") || fail "$prog exited with $?"
+	[[ $out == "ioucontext $version" ]] || fail "$prog printed '$out', expected 'ioucontext $version'"
+}
+
+step "pkg-config, shared"
+read -ra libs <<<"$(pkg-config --libs ioucontext)"
+"$cc" "${strict[@]}" "${san[@]}" "${cflags[@]}" "$here/consumer.c" -o "$tmp/pc-shared" "${libs[@]}"
+LD_LIBRARY_PATH=$libdir ldd "$tmp/pc-shared" | grep -q "$libdir/libioucontext.so.0" ||
+	fail "pc-shared does not load the installed libioucontext.so.0"
+check_output "$tmp/pc-shared" LD_LIBRARY_PATH="$libdir"
+
+step "pkg-config --static, libioucontext.a"
+read -ra slibs <<<"$(pkg-config --static --libs ioucontext)"
+static_libs=()
+for l in "${slibs[@]}"; do
+	if [[ $l == -lioucontext ]]; then
+		static_libs+=("$libdir/libioucontext.a")
+	else
+		static_libs+=("$l")
+	fi
+done
+"$cc" "${strict[@]}" "${san[@]}" "${cflags[@]}" "$here/consumer.c" -o "$tmp/pc-static" \
+	"${static_libs[@]}"
+if readelf -d "$tmp/pc-static" | grep -q 'NEEDED.*libioucontext'; then
+	fail "pc-static needs libioucontext.so"
+fi
+check_output "$tmp/pc-static"
+
+step "CMake find_package(ioucontext)"
+mkdir -p "$tmp/cmake-src"
+cp "$here/consumer.c" "$tmp/cmake-src/"
+cat >"$tmp/cmake-src/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.25)
+project(consumer LANGUAGES C)
+set(CMAKE_C_STANDARD 11)
+set(CMAKE_C_EXTENSIONS OFF)
+find_package(ioucontext 0.1 REQUIRED)
+add_executable(consumer-shared consumer.c)
+target_link_libraries(consumer-shared PRIVATE ioucontext::ioucontext)
+add_executable(consumer-static consumer.c)
+target_link_libraries(consumer-static PRIVATE ioucontext::ioucontext-static)
+CMAKE
+gen=()
+if command -v ninja >/dev/null; then
+	gen=(-G Ninja)
+fi
+if ! cmake -S "$tmp/cmake-src" -B "$tmp/cmake-build" "${gen[@]}" \
+	-DCMAKE_C_COMPILER="$cc" \
+	-DCMAKE_PREFIX_PATH="$prefix" \
+	-DCMAKE_C_FLAGS="${strict[*]} ${san[*]}" \
+	-DCMAKE_EXE_LINKER_FLAGS="${san[*]}" >"$tmp/cmake.log" 2>&1 ||
+	! cmake --build "$tmp/cmake-build" >>"$tmp/cmake.log" 2>&1; then
+	cat "$tmp/cmake.log" >&2
+	fail "CMake consumer did not configure or build"
+fi
+found=$(sed -n 's/^ioucontext_DIR:[A-Z]*=//p' "$tmp/cmake-build/CMakeCache.txt")
+[[ $found == "$libdir/cmake/ioucontext" ]] || fail "find_package used '$found'"
+check_output "$tmp/cmake-build/consumer-shared"
+check_output "$tmp/cmake-build/consumer-static"
+
+step "exported symbols"
+nm -D --defined-only "$libdir/libioucontext.so" | awk '$2 != "A" { print $3 }' |
+	sed 's/@.*//' | sort -u >"$tmp/exports"
+grep -qx reactor_get "$tmp/exports" || fail "reactor_get is not exported"
+if grep -Ev '^(reactor_|fiber_|iou_[a-z])' "$tmp/exports" >"$tmp/bad"; then
+	echo "unexpected exports:" >&2
+	cat "$tmp/bad" >&2
+	fail "libioucontext.so exports names outside reactor_/fiber_/iou_"
+fi
+echo "$(wc -l <"$tmp/exports") symbols exported, all public"
+
+echo "install test: OK (ioucontext $version)"
