@@ -35,24 +35,24 @@
 
 /* One sample of the process's memory use. */
 struct mem {
-	long long rss;   /* resident bytes (statm) */
-	long long pte;   /* page-table bytes (VmPTE) */
-	long maps;       /* lines in /proc/self/maps */
+	long long rss; /* resident bytes (statm) */
+	long long pte; /* page-table bytes (VmPTE) */
+	long maps;     /* lines in /proc/self/maps */
 };
 
 /* Everything the sleepers, the watcher and main share. */
 struct census {
 	struct reactor *r;
-	long spawned;         /* sleepers spawned successfully */
-	long asleep;          /* sleepers that have gone to sleep */
-	long woke;            /* sleepers back from their sleep */
-	long early;           /* sleepers woken before the deadline (must be 0) */
-	int64_t deadline;     /* the common wake-up time */
-	int64_t t_run;        /* when main let the reactor run them */
-	int64_t t_asleep;     /* when the watcher saw them all asleep */
-	int64_t t_woke;       /* when the last sleeper finished */
-	struct mem peak;      /* sampled with all sleepers asleep */
-	int valid;            /* the sample was taken before any wake-up */
+	long spawned;	  /* sleepers spawned successfully */
+	long asleep;	  /* sleepers that have gone to sleep */
+	long woke;	  /* sleepers back from their sleep */
+	long early;	  /* sleepers woken before the deadline (must be 0) */
+	int64_t deadline; /* the common wake-up time */
+	int64_t t_run;	  /* when main let the reactor run them */
+	int64_t t_asleep; /* when the watcher saw them all asleep */
+	int64_t t_woke;	  /* when the last sleeper finished */
+	struct mem peak;  /* sampled with all sleepers asleep */
+	int valid;	  /* the sample was taken before any wake-up */
 };
 
 static long long read_statm_rss(void)
@@ -159,8 +159,8 @@ int main(int argc, char **argv)
 	rc = reactor_create(NULL, &c.r);
 	if (rc < 0)
 		bench_die("reactor_create", rc);
-	printf("# bench-sleepers: %ld fibers with %zu KiB stacks; reactor cpu %d\n",
-	       n, SLEEPER_STACK_SIZE / 1024, reactor_cpu(c.r));
+	printf("# bench-sleepers: %ld fibers with %zu KiB stacks; reactor cpu %d\n", n,
+	       SLEEPER_STACK_SIZE / 1024, reactor_cpu(c.r));
 	mem_sample(&base);
 
 	t0 = iou_now();
@@ -195,21 +195,24 @@ int main(int argc, char **argv)
 
 	if (!c.valid)
 		printf("# INVALID: a sleeper woke before the sample (%ld of %ld asleep); "
-		       "rerun with a longer DELAY_MS than %ld\n", c.asleep, c.spawned, delay_ms);
+		       "rerun with a longer DELAY_MS than %ld\n",
+		       c.asleep, c.spawned, delay_ms);
 	if (c.early)
 		printf("# ERROR: %ld sleepers woke before their deadline\n", c.early);
 	printf("# rss before %.1f MiB, all asleep %.1f MiB, after %.1f MiB; "
-	       "deadline %ld ms after spawning\n", base.rss / 1048576.0,
-	       c.peak.rss / 1048576.0, end.rss / 1048576.0, delay_ms);
+	       "deadline %ld ms after spawning\n",
+	       base.rss / 1048576.0, c.peak.rss / 1048576.0, end.rss / 1048576.0, delay_ms);
 
 	bench_result_int("sleepers", "requested", n);
 	bench_result_int("sleepers", "reached", c.spawned);
 	bench_result_int("sleepers", "asleep", c.asleep);
 	bench_result_int("sleepers", "valid", c.valid && !c.early);
-	bench_result("sleepers", "kib_per_fiber", per_fiber(c.peak.rss, base.rss, c.spawned) / 1024);
+	bench_result("sleepers", "kib_per_fiber",
+		     per_fiber(c.peak.rss, base.rss, c.spawned) / 1024);
 	bench_result("sleepers", "pte_bytes_per_fiber", per_fiber(c.peak.pte, base.pte, c.spawned));
 	bench_result_int("sleepers", "maps", c.peak.maps);
-	bench_result("sleepers", "spawn_ns", c.spawned ? (double)(t1 - t0) / (double)c.spawned : -1);
+	bench_result("sleepers", "spawn_ns",
+		     c.spawned ? (double)(t1 - t0) / (double)c.spawned : -1);
 	bench_result("sleepers", "asleep_ms", (double)(c.t_asleep - c.t_run) / IOU_MSEC);
 	bench_result("sleepers", "wake_ms",
 		     c.spawned ? (double)(c.t_woke - c.deadline) / IOU_MSEC : -1);

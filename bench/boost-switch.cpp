@@ -30,9 +30,10 @@
 
 namespace ctx = boost::context;
 
-namespace {
+namespace
+{
 
-constexpr int reps = 5;                        // as BENCH_REPS in bench.h
+constexpr int reps = 5; // as BENCH_REPS in bench.h
 constexpr std::size_t peer_stack_size = 64 * 1024;
 
 long long now_ns()
@@ -54,8 +55,7 @@ struct fcontext_peer {
 	void *stack;
 	ctx::detail::fcontext_t fctx;
 
-	fcontext_peer()
-		: stack(std::malloc(peer_stack_size))
+	fcontext_peer() : stack(std::malloc(peer_stack_size))
 	{
 		if (!stack) {
 			std::perror("malloc");
@@ -131,7 +131,8 @@ int main(int argc, char **argv)
 	long n = parse_count(argc, argv);
 
 	std::printf("# boost-switch: %ld round trips x %d repetitions, best reported; "
-		    "Boost %d.%d\n", n, reps, BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000);
+		    "Boost %d.%d\n",
+		    n, reps, BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000);
 
 	// Both peers are made with clear flags, so that they match main's.
 	std::feclearexcept(FE_ALL_EXCEPT);
