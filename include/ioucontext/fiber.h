@@ -85,11 +85,12 @@ int fiber_detach(struct fiber *f);
 /**
  * fiber_yield() - let every other runnable fiber run once, then continue.
  *
- * In a fiber: moves the caller to the back of the run queue (no system call
- * unless kernel completions are due to be collected).  Outside a fiber: runs
- * one round of the reactor without blocking.
+ * In a fiber: moves the caller to the back of the run queue and resumes the
+ * next runnable fiber directly (no system call).  Outside a fiber: runs each
+ * fiber runnable now once, then collects completions, without blocking.
  *
- * Return: 0, or a -errno from io_uring_enter when collecting completions.
+ * Return: 0; -EINVAL if @r is NULL; -EPERM from another thread than @r's
+ * owner; outside a fiber, a -errno from io_uring_enter.
  */
 int fiber_yield(struct reactor *r);
 
@@ -106,15 +107,20 @@ struct fiber *fiber_self(struct reactor *r);
  * reactor until the time has passed (other fibers run meanwhile).
  * A zero or negative @ns returns at once.
  *
- * Return: 0.
+ * Return: 0; -EINVAL if @r is NULL; -EPERM from another thread than @r's
+ * owner; -ENOMEM if the timer heap cannot grow; outside a fiber, a -errno
+ * from io_uring_enter.
  */
 int fiber_sleep(struct reactor *r, int64_t ns);
 
 /**
  * fiber_sleep_until() - suspend the caller until CLOCK_MONOTONIC @deadline.
  *
- * As fiber_sleep(); IOU_DEADLINE_NEVER sleeps forever (the fiber then only
- * ends with the reactor).  Return: 0.
+ * As fiber_sleep().  IOU_DEADLINE_NEVER arms no timer and sleeps forever:
+ * the fiber then only ends with the reactor, and reactor_run() returns
+ * -EDEADLK once nothing else can run (outside a fiber, this call does).
+ *
+ * Return: as fiber_sleep(), plus -EDEADLK outside a fiber as just said.
  */
 int fiber_sleep_until(struct reactor *r, int64_t deadline);
 
