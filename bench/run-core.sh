@@ -103,6 +103,7 @@ sw=$(val switch ioucontext)
 boost=$(val switch boost_fcontext)
 swap=$(val switch swapcontext)
 sj=$(val switch sigsetjmp)
+sjf=$(val switch sigsetjmp_fn)
 sp_fiber=$(val spawn_join fiber)
 sp_main=$(val spawn_join main)
 sp_batch=$(val spawn_join batch1000)
@@ -123,6 +124,7 @@ echo "| --- | ---: | ---: | ---: | --- | --- |"
 echo "| switch vs Boost fcontext (ns) | $(or_dash "$sw") | $(or_dash "$boost") | $(ratio "$sw" "$boost") | ≤ 15 ns | $(met "$sw" "<=" 15) |"
 echo "| switch vs glibc swapcontext (ns) | $(or_dash "$sw") | $(or_dash "$swap") | $(ratio "$sw" "$swap") | — | — |"
 echo "| switch vs bare sigsetjmp/siglongjmp (ns) | $(or_dash "$sw") | $(or_dash "$sj") | $(ratio "$sw" "$sj") | — | — |"
+echo "| switch vs sigsetjmp/siglongjmp in a function (ns) | $(or_dash "$sw") | $(or_dash "$sjf") | $(ratio "$sw" "$sjf") | — | — |"
 echo "| spawn+join in a fiber, pooled (ns) | $(or_dash "$sp_fiber") | — | — | ≤ 200 ns | $(met "$sp_fiber" "<=" 200) |"
 echo "| spawn+join from main, pooled (ns) | $(or_dash "$sp_main") | — | — | ≤ 200 ns | $(met "$sp_main" "<=" 200) |"
 echo "| spawn 1000 then join 1000 (ns per fiber) | $(or_dash "$sp_batch") | — | — | ≤ 200 ns | $(met "$sp_batch" "<=" 200) |"

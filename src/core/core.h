@@ -61,13 +61,14 @@ struct iou__timer_heap {
 	uint64_t seq;
 };
 
-/* Fiber life cycle.  FRESH fibers have never been entered on their stack. */
+/*
+ * Fiber life cycle.  Whether a live fiber is running, runnable or parked is
+ * not recorded: nothing needs it, and the switch stays two stores lighter.
+ */
 enum iou__fiber_state {
-	IOU_FIBER_RUNNABLE, /* in the run queue */
-	IOU_FIBER_RUNNING,  /* r->current */
-	IOU_FIBER_PARKED,   /* waiting on an iou__wait */
-	IOU_FIBER_DONE,	    /* body returned; waiting to be joined */
-	IOU_FIBER_POOLED,   /* released; stack kept warm for reuse */
+	IOU_FIBER_LIVE,	  /* spawned, body not yet returned */
+	IOU_FIBER_DONE,	  /* body returned; waiting to be joined */
+	IOU_FIBER_POOLED, /* released; stack kept warm for reuse */
 };
 
 /*
@@ -133,11 +134,10 @@ struct reactor {
 	struct io_uring ring;
 	struct fiber *current;	/* running fiber, NULL in the thread's context */
 	struct fiber *runq_head, *runq_tail;
-	unsigned nrunq;		/* fibers in the run queue */
 	unsigned budget;	/* fiber-to-fiber switches left before the scheduler polls */
 	bool driving;		/* iou__drive() is on the thread's stack */
 	bool wake_sched;	/* the thread's own context was woken */
-	bool from_sched;	/* the last switch left the thread's own context */
+	bool from_sched;	/* ASan: the last switch left the thread's own context */
 	unsigned nfibers;	/* spawned and not yet finished */
 	unsigned inflight;	/* kernel operations not yet completed */
 	uint64_t next_id;
@@ -160,18 +160,21 @@ struct reactor {
 /* The calling thread's reactor, or NULL. */
 extern _Thread_local struct reactor *iou__self __attribute__((tls_model("initial-exec")));
 
-/* sched.c */
-void iou__runq_push(struct reactor *r, struct fiber *f);
+/* sched.c (the run queue, iou__park and iou__switch are inline in switch.h) */
 void iou__wake(struct reactor *r, struct iou__wait *w);
 int iou__wait(struct reactor *r, struct iou__wait *w);
 int iou__drive(struct reactor *r, const bool *done);
-void iou__park(struct reactor *r);
 int iou__poll(struct reactor *r, bool block);
 int iou__tick(struct reactor *r);
 
 /* switch.c */
-void iou__switch(struct reactor *r, struct fiber *from, struct fiber *to);
-void iou__switch_entered(struct reactor *r);
+_Noreturn void iou__enter(struct fiber *f);
+void iou__switch_entered(void);
+#if defined(IOU_ASAN)
+void iou__switch_finish(void *fake);
+#else
+#define iou__switch_finish(fake) ((void)(fake))
+#endif
 int iou__switch_init(struct reactor *r);
 
 /* fiber.c */

@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core.h"
+#include "switch.h"
 
 #define MIN_STACK ((size_t)16 * 1024)
 #define MAX_STACK ((size_t)1024 * 1024 * 1024)
@@ -31,13 +31,13 @@ void iou__fiber_main(void)
 	struct reactor *r = iou__self;
 	struct fiber *f = r->current;
 
-	iou__switch_entered(r);
+	iou__switch_entered();
 	f->entered = true;
 	for (;;) {
 		f->result = f->fn(f->arg);
 		finished(r, f);
 		/* Parks until a spawn reuses this stack (see iou__stack_get). */
-		iou__park(r);
+		IOU__PARK(r);
 	}
 }
 
@@ -70,6 +70,7 @@ IOU_API int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts
 		strncpy(f->name, opts->name, IOU_FIBER_NAME_MAX);
 		f->name[IOU_FIBER_NAME_MAX] = '\0';
 	}
+	f->state = IOU_FIBER_LIVE;
 	r->nfibers++;
 	iou__runq_push(r, f);
 	if (out)
@@ -121,14 +122,28 @@ IOU_API int fiber_detach(struct fiber *f)
 
 IOU_API int fiber_yield(struct reactor *r)
 {
-	if (!r)
+	struct fiber *self, *next = NULL;
+
+	if (iou__unlikely(!r))
 		return -EINVAL;
-	if (r != iou__self)
+	if (iou__unlikely(r != iou__self))
 		return -EPERM;
-	if (!r->current)
+	self = r->current;
+	if (iou__unlikely(!self))
 		return iou__tick(r);
-	iou__runq_push(r, r->current);
-	iou__park(r);
+	/*
+	 * Pop the next fiber before queueing ourselves: the other order reads
+	 * back a just-stored link and puts a store-forwarding stall on the
+	 * switch's critical path.
+	 */
+	if (iou__likely(r->budget)) {
+		r->budget--;
+		next = iou__runq_pop(r);
+		if (!next)
+			return 0; /* a lone yielder: nothing else to run */
+	}
+	iou__runq_push(r, self);
+	IOU__SWITCH(r, self, next);
 	return 0;
 }
 

@@ -12,38 +12,13 @@
  */
 #include <errno.h>
 
-#include "core.h"
+#include "switch.h"
 
 /*
  * Direct fiber-to-fiber switches allowed before control returns to the
  * driver, so that busy fibers cannot starve completions and timers.
  */
 #define BUDGET 128
-
-void iou__runq_push(struct reactor *r, struct fiber *f)
-{
-	f->state = IOU_FIBER_RUNNABLE;
-	f->next = NULL;
-	if (r->runq_tail)
-		r->runq_tail->next = f;
-	else
-		r->runq_head = f;
-	r->runq_tail = f;
-	r->nrunq++;
-}
-
-static struct fiber *runq_pop(struct reactor *r)
-{
-	struct fiber *f = r->runq_head;
-
-	if (f) {
-		r->runq_head = f->next;
-		if (!r->runq_head)
-			r->runq_tail = NULL;
-		r->nrunq--;
-	}
-	return f;
-}
 
 void iou__wake(struct reactor *r, struct iou__wait *w)
 {
@@ -57,35 +32,12 @@ void iou__wake(struct reactor *r, struct iou__wait *w)
 	}
 }
 
-/*
- * Suspend the running fiber, which has already arranged to be woken (or put
- * itself in the run queue), and run the next fiber or the driver.
- */
-void iou__park(struct reactor *r)
-{
-	struct fiber *self = r->current;
-	struct fiber *next = NULL;
-
-	if (r->budget && r->runq_head) {
-		r->budget--;
-		next = runq_pop(r);
-		if (next == self) {
-			/* A lone yielder: nothing else to run, no switch needed. */
-			self->state = IOU_FIBER_RUNNING;
-			return;
-		}
-	}
-	iou__switch(r, self, next);
-}
-
 int iou__wait(struct reactor *r, struct iou__wait *w)
 {
 	w->fiber = r->current;
 	if (w->fiber) {
-		while (!w->done) {
-			w->fiber->state = IOU_FIBER_PARKED;
-			iou__park(r);
-		}
+		while (!w->done)
+			IOU__PARK(r);
 		return 0;
 	}
 	return iou__drive(r, &w->done);
@@ -169,7 +121,7 @@ int iou__poll(struct reactor *r, bool block)
 static int round_robin(struct reactor *r, unsigned budget)
 {
 	r->budget = budget;
-	iou__switch(r, NULL, runq_pop(r));
+	IOU__SWITCH(r, NULL, iou__runq_pop(r));
 	iou__stacks_trim(r);
 	return iou__poll(r, false);
 }
@@ -203,7 +155,15 @@ int iou__tick(struct reactor *r)
 	int ret;
 
 	r->driving = true;
-	ret = r->runq_head ? round_robin(r, r->nrunq - 1) : iou__poll(r, false);
+	if (r->runq_head) {
+		unsigned n = 0;
+
+		for (struct fiber *f = r->runq_head; f; f = f->next)
+			n++;
+		ret = round_robin(r, n - 1);
+	} else {
+		ret = iou__poll(r, false);
+	}
 	r->driving = false;
 	return ret;
 }
