@@ -9,6 +9,14 @@
  * sigsetjmp(env, 0)/siglongjmp, which never save or restore the signal
  * mask.  Changing the process or thread signal mask after the first fiber
  * has been created is unsupported: fibers may run with either mask.
+ *
+ * Floating-point environment: switches leave it alone, so fibers share the
+ * thread's rounding mode and exception flags; but a fiber started on a fresh
+ * stack begins with the environment captured when the reactor was created.
+ * Set the rounding mode before creating the reactor, or in each fiber.
+ *
+ * Lifetime: a fiber has terminated once its body has returned, joined or
+ * not; reactor_run() waits for that, not for joins.
  */
 #ifndef IOUCONTEXT_FIBER_H
 #define IOUCONTEXT_FIBER_H

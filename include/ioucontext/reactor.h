@@ -108,6 +108,8 @@ int reactor_destroy(struct reactor *r);
 /**
  * reactor_run() - run fibers until every fiber of @r has terminated.
  *
+ * A fiber has terminated when its body returns; a joinable fiber's result
+ * waits for fiber_join() after reactor_run() has returned.
  * Blocks the thread in io_uring while all fibers wait; never spins.
  * Pending operations started outside a fiber are completed along the way.
  *
@@ -129,7 +131,10 @@ bool reactor_runnable(const struct reactor *r);
  * down, whether by thread exit or reactor_destroy().  Storing a new cookie
  * eats the previous one first.  @eat may be NULL.
  *
- * Return: 0.
+ * The eater runs on the reactor's thread while the reactor still exists; it
+ * must not call blocking ioucontext functions.
+ *
+ * Return: 0; -EINVAL if @r is NULL.
  */
 int reactor_cookie_jar(struct reactor *r, void *cookie, reactor_cookie_eater *eat);
 
