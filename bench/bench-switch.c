@@ -173,40 +173,31 @@ static double run_sigsetjmp_fn(long n)
 	return (double)(iou_now() - t0) / (2.0 * (double)n);
 }
 
-static void *peer_stack(void)
+/* Prepare @uc to run @body on a fresh stack (getcontext saves MXCSR: clear first). */
+static void make_peer(ucontext_t *uc, void (*body)(void))
 {
 	void *stack = malloc(PEER_STACK_SIZE);
 
 	if (!stack)
 		bench_die("malloc", ENOMEM);
-	return stack;
+	if (getcontext(uc))
+		bench_die("getcontext", errno);
+	uc->uc_stack.ss_sp = stack;
+	uc->uc_stack.ss_size = PEER_STACK_SIZE;
+	uc->uc_link = NULL;
+	makecontext(uc, body, 0);
 }
 
 static void setup_peers(void)
 {
-	/* getcontext() saves MXCSR: make it the clear one used for timing. */
+	/* The flags getcontext() saves are the clear ones used for timing. */
 	feclearexcept(FE_ALL_EXCEPT);
-	if (getcontext(&uc_peer) || getcontext(&sj_uc))
-		bench_die("getcontext", errno);
-	uc_peer.uc_stack.ss_sp = peer_stack();
-	uc_peer.uc_stack.ss_size = PEER_STACK_SIZE;
-	uc_peer.uc_link = NULL;
-	makecontext(&uc_peer, uc_body, 0);
-
-	sj_uc.uc_stack.ss_sp = peer_stack();
-	sj_uc.uc_stack.ss_size = PEER_STACK_SIZE;
-	sj_uc.uc_link = NULL;
-	makecontext(&sj_uc, sj_body, 0);
-	/* Enter the body once: it records sj_peer and jumps straight back. */
+	make_peer(&uc_peer, uc_body);
+	make_peer(&sj_uc, sj_body);
+	make_peer(&sf_uc, sf_body);
+	/* Enter each body once: it records its jump buffer and jumps straight back. */
 	if (!sigsetjmp(sj_main, 0))
 		setcontext(&sj_uc);
-
-	if (getcontext(&sf_uc))
-		bench_die("getcontext", errno);
-	sf_uc.uc_stack.ss_sp = peer_stack();
-	sf_uc.uc_stack.ss_size = PEER_STACK_SIZE;
-	sf_uc.uc_link = NULL;
-	makecontext(&sf_uc, sf_body, 0);
 	if (!sigsetjmp(sf_main, 0))
 		setcontext(&sf_uc);
 }

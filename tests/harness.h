@@ -41,6 +41,20 @@ static inline int test_slowdown(void)
 
 #define TEST_SKIP 77
 
+/* The process's memory mappings (lines of /proc/self/maps), or -1. */
+static inline int test_count_maps(void)
+{
+	FILE *fp = fopen("/proc/self/maps", "r");
+	int n = 0, c;
+
+	if (!fp)
+		return -1;
+	while ((c = fgetc(fp)) != EOF)
+		n += c == '\n';
+	fclose(fp);
+	return n;
+}
+
 struct test_case {
 	const char *name;
 	int (*fn)(void); /* 0 pass, 1 fail, TEST_SKIP skip */

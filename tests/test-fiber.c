@@ -240,19 +240,6 @@ static void *noop(void *arg)
 	return arg;
 }
 
-static int count_maps(void)
-{
-	FILE *fp = fopen("/proc/self/maps", "r");
-	int n = 0, c;
-
-	if (!fp)
-		return -1;
-	while ((c = fgetc(fp)) != EOF)
-		n += c == '\n';
-	fclose(fp);
-	return n;
-}
-
 /* Spawning on a pooled stack reuses it: the mapping count does not move. */
 static int test_pool_reuse(void)
 {
@@ -263,7 +250,7 @@ static int test_pool_reuse(void)
 	ASSERT_EQ(fiber_spawn(r, noop, NULL, &f), 0);
 	ASSERT_EQ(fiber_join(f, NULL), 0);
 	prev = f;
-	maps = count_maps();
+	maps = test_count_maps();
 	for (int i = 0; i < 1000; i++) {
 		void *res;
 
@@ -272,7 +259,7 @@ static int test_pool_reuse(void)
 		ASSERT_EQ(fiber_join(f, &res), 0);
 		ASSERT_EQ((intptr_t)res, i);
 	}
-	ASSERT_EQ(count_maps(), maps);
+	ASSERT_EQ(test_count_maps(), maps);
 	return 0;
 }
 
@@ -302,14 +289,14 @@ static int test_hundred_thousand_fibers(void)
 	reactor_options_init(&o);
 	o.stack_size = 32 * 1024;
 	ASSERT_EQ(reactor_create(&o, &r), 0);
-	maps_before = count_maps();
+	maps_before = test_count_maps();
 	sum = 0;
 	for (int i = 0; i < n; i++) {
 		ASSERT_EQ(fiber_spawn(r, add, (void *)(intptr_t)i, &fs[i]), 0);
 		expect += i;
 	}
 	/* Stacks come from a few large reservations, not one mapping each. */
-	ASSERT_LT(count_maps() - maps_before, 64);
+	ASSERT_LT(test_count_maps() - maps_before, 64);
 	ASSERT_EQ(reactor_run(r), 0);
 	ASSERT_EQ(sum, expect);
 	for (int i = 0; i < n; i++) {

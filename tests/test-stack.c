@@ -103,19 +103,6 @@ static int test_other_crash_is_not_an_overflow(void)
 	return 0;
 }
 
-static int count_maps(void)
-{
-	FILE *fp = fopen("/proc/self/maps", "r");
-	int n = 0, c;
-
-	if (!fp)
-		return -1;
-	while ((c = fgetc(fp)) != EOF)
-		n += c == '\n';
-	fclose(fp);
-	return n;
-}
-
 static void *nap(void *arg)
 {
 	(void)arg;
@@ -133,14 +120,14 @@ static int test_many_live_stacks_few_mappings(void)
 	reactor_options_init(&o);
 	o.stack_size = 64 * 1024;
 	ASSERT_EQ(reactor_create(&o, &r), 0);
-	maps = count_maps();
+	maps = test_count_maps();
 	for (int i = 0; i < n; i++)
 		ASSERT_EQ(fiber_spawn(r, nap, NULL, NULL), 0);
 	/* 20,000 guarded stacks; an mprotect guard each adds two mappings. */
 	if (getenv("IOU_GUARD") && !strcmp(getenv("IOU_GUARD"), "mprotect"))
-		ASSERT_GE(count_maps() - maps, n);
+		ASSERT_GE(test_count_maps() - maps, n);
 	else
-		ASSERT_LT(count_maps() - maps, 64);
+		ASSERT_LT(test_count_maps() - maps, 64);
 	ASSERT_EQ(reactor_run(r), 0);
 	ASSERT_EQ(reactor_destroy(r), 0);
 	return 0;
