@@ -136,7 +136,6 @@ struct reactor {
 	struct fiber *runq_head, *runq_tail;
 	unsigned budget;	/* fiber-to-fiber switches left before the scheduler polls */
 	bool driving;		/* iou__drive() is on the thread's stack */
-	bool wake_sched;	/* the thread's own context was woken */
 	bool from_sched;	/* ASan: the last switch left the thread's own context */
 	unsigned nfibers;	/* spawned and not yet finished */
 	unsigned inflight;	/* kernel operations not yet completed */

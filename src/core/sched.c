@@ -27,7 +27,6 @@ void iou__wake(struct reactor *r, struct iou__wait *w)
 		iou__runq_push(r, w->fiber);
 	} else {
 		/* The thread's own context waits: hand control back soon. */
-		r->wake_sched = true;
 		r->budget = 0;
 	}
 }
