@@ -82,7 +82,10 @@ check_output() { # program [env...]
 step "pkg-config, shared"
 read -ra libs <<<"$(pkg-config --libs ioucontext)"
 "$cc" "${strict[@]}" "${san[@]}" "${cflags[@]}" "$here/consumer.c" -o "$tmp/pc-shared" "${libs[@]}"
-LD_LIBRARY_PATH=$libdir ldd "$tmp/pc-shared" | grep -q "$libdir/libioucontext.so.0" ||
+# Capture before matching: with pipefail, `ldd | grep -q` fails whenever grep
+# exits early and ldd dies of SIGPIPE.
+deps=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/pc-shared")
+[[ $deps == *"$libdir/libioucontext.so.0"* ]] ||
 	fail "pc-shared does not load the installed libioucontext.so.0"
 check_output "$tmp/pc-shared" LD_LIBRARY_PATH="$libdir"
 
@@ -98,7 +101,8 @@ for l in "${slibs[@]}"; do
 done
 "$cc" "${strict[@]}" "${san[@]}" "${cflags[@]}" "$here/consumer.c" -o "$tmp/pc-static" \
 	"${static_libs[@]}"
-if readelf -d "$tmp/pc-static" | grep -q 'NEEDED.*libioucontext'; then
+dyn=$(readelf -d "$tmp/pc-static")
+if [[ $dyn == *NEEDED*libioucontext* ]]; then
 	fail "pc-static needs libioucontext.so"
 fi
 check_output "$tmp/pc-static"
