@@ -17,10 +17,24 @@
  *
  * Lifetime: a fiber has terminated once its body has returned, joined or
  * not; reactor_run() waits for that, not for joins.
+ *
+ * Deadlines and cancellation: every call that can suspend -- each operation
+ * in <ioucontext/io.h>, fiber_sleep(), fiber_join() -- is bounded by the
+ * caller's deadline, set with fiber_set_deadline() and kept until changed,
+ * and fails with -ETIMEDOUT once it passes.  fiber_cancel() makes every
+ * such call of the target fiber, the one it is parked in and all later
+ * ones, fail with -ECANCELED.  An interrupted operation returns only after
+ * the kernel has posted its own completion, so the kernel never touches the
+ * caller's buffers after the call has returned; if the operation completed
+ * anyway (bytes moved, a connection accepted), its real result is returned
+ * and nothing is lost.  Deadlines live in the reactor's timer heap: no
+ * kernel timeout per operation.  The exceptions, which always run to
+ * completion because they never wait long: iou_close().
  */
 #ifndef IOUCONTEXT_FIBER_H
 #define IOUCONTEXT_FIBER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,7 +91,9 @@ int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts, fiber_
  *
  * Return: 0; -EINVAL if @f is detached or already has a joiner, or belongs
  * to another thread's reactor; -EDEADLK if @f is the caller, or (outside a
- * fiber) if @f can never finish because nothing else can run.
+ * fiber) if @f can never finish because nothing else can run; -ETIMEDOUT or
+ * -ECANCELED if the caller's deadline or a cancel ended the wait (@f keeps
+ * running and may be joined again).
  */
 int fiber_join(struct fiber *f, void **result);
 
@@ -116,8 +132,9 @@ struct fiber *fiber_self(struct reactor *r);
  * A zero or negative @ns returns at once.
  *
  * Return: 0; -EINVAL if @r is NULL; -EPERM from another thread than @r's
- * owner; -ENOMEM if the timer heap cannot grow; outside a fiber, a -errno
- * from io_uring_enter.
+ * owner; -ENOMEM if the timer heap cannot grow; -ETIMEDOUT if the caller's
+ * deadline comes first; -ECANCELED if the fiber is cancelled; outside a
+ * fiber, a -errno from io_uring_enter.
  */
 int fiber_sleep(struct reactor *r, int64_t ns);
 
@@ -131,6 +148,50 @@ int fiber_sleep(struct reactor *r, int64_t ns);
  * Return: as fiber_sleep(), plus -EDEADLK outside a fiber as just said.
  */
 int fiber_sleep_until(struct reactor *r, int64_t deadline);
+
+/**
+ * fiber_set_deadline() - bound every later blocking call of the caller.
+ * @deadline: absolute CLOCK_MONOTONIC time (iou_deadline_after() helps);
+ *            IOU_DEADLINE_NEVER removes the bound; IOU_DEADLINE_NOW (or any
+ *            past time) means "do not wait": an operation that cannot
+ *            complete at once fails with -ETIMEDOUT.
+ *
+ * Applies to the running fiber, or outside a fiber to the thread's own
+ * context; a new fiber starts with no deadline.  Scoped use:
+ *
+ *     int64_t old = fiber_set_deadline(r, iou_deadline_after(5 * IOU_SEC));
+ *     n = iou_recv(r, fd, buf, sizeof(buf), 0);   // -ETIMEDOUT after 5 s
+ *     fiber_set_deadline(r, old);
+ *
+ * Never suspends.  Return: the previous deadline (IOU_DEADLINE_NEVER if @r
+ * is NULL).
+ */
+int64_t fiber_set_deadline(struct reactor *r, int64_t deadline);
+
+/**
+ * fiber_deadline() - the caller's current deadline (IOU_DEADLINE_NEVER: none).
+ */
+int64_t fiber_deadline(const struct reactor *r);
+
+/**
+ * fiber_cancel() - ask @f to stop: its blocking calls fail with -ECANCELED.
+ *
+ * If @f is parked in a blocking call, that call is interrupted (an
+ * operation in the kernel is cancelled there, and the call returns once
+ * the kernel confirms it).  The request is sticky: every later blocking call
+ * of @f fails at once, so @f unwinds and returns.  iou_close() still works.
+ * Cancelling the caller itself is allowed.  Never suspends; does not wait
+ * for @f to finish (join it for that).
+ *
+ * Return: 0 (also if @f has already finished); -EINVAL if @f is NULL or
+ * released; -EPERM if @f belongs to another thread's reactor.
+ */
+int fiber_cancel(struct fiber *f);
+
+/**
+ * fiber_cancelled() - true if the running fiber on @r has been cancelled.
+ */
+bool fiber_cancelled(const struct reactor *r);
 
 /**
  * fiber_id() - the fiber's number, unique within its reactor (from 1).

@@ -8,6 +8,9 @@
 
 #include <ioucontext/clock.h>
 #include <ioucontext/fiber.h>
+#include <ioucontext/fs.h>
+#include <ioucontext/io.h>
+#include <ioucontext/net.h>
 #include <ioucontext/reactor.h>
 #include <ioucontext/version.h>
 

@@ -51,6 +51,7 @@ typedef void reactor_cookie_eater(void *cookie);
  *   IOU_PIN=0            do not pin the thread to a CPU
  *   IOU_RING_FLAGS=LIST  comma-separated subset of single_issuer,
  *                        defer_taskrun, coop_taskrun; or "none"
+ *   IOU_MULTISHOT=0      never use multishot requests (tests the fallbacks)
  *
  * Malformed values are ignored (the default stays).
  */
@@ -60,6 +61,7 @@ struct reactor_options {
 	unsigned fiber_pool;   /**< max finished fibers kept for reuse */
 	unsigned ring_flags;   /**< IOU_RING_* flags the reactor may try */
 	bool pin;              /**< pin the thread and io-wq to one CPU */
+	bool multishot;        /**< use multishot requests where the kernel can */
 };
 
 /**

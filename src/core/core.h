@@ -38,21 +38,31 @@
 #define LIBURING_UDATA_TIMEOUT ((uint64_t)-1)
 #endif
 
+struct iou__wait;
+/* How to interrupt a wait (see iou__interrupt); it must end in iou__wake(). */
+typedef void iou__abort_fn(struct reactor *r, struct iou__wait *w);
+
 /*
  * One parked caller.  Every blocking call puts one of these on its own stack,
  * hands its address to whatever will complete it, and parks until `done`.
  */
 struct iou__wait {
-	struct fiber *fiber; /* parked fiber, or NULL: the thread's own context */
-	bool done;	     /* set by iou__wake() */
+	struct fiber *fiber;  /* parked fiber, or NULL: the thread's own context */
+	bool done;	      /* set by iou__wake() */
+	bool hard;	      /* ignores deadline and cancellation (e.g. close) */
+	int why;	      /* 0, or the -errno it was interrupted with */
+	iou__abort_fn *abort; /* NULL: an interrupt wakes it at once */
 };
+
+#define IOU__TIMER_IDLE UINT32_MAX
 
 /* A sleep or deadline in the reactor's min-heap; lives on the waiter's stack. */
 struct iou__timer {
-	int64_t deadline;     /* absolute CLOCK_MONOTONIC ns */
-	uint64_t seq;	      /* insertion order: equal deadlines fire FIFO */
-	uint32_t index;	      /* position in the heap, for removal */
-	struct iou__wait *wait; /* woken on expiry */
+	int64_t deadline;	/* absolute CLOCK_MONOTONIC ns */
+	uint64_t seq;		/* insertion order: equal deadlines fire FIFO */
+	uint32_t index;		/* position in the heap, IOU__TIMER_IDLE when out */
+	int why;		/* 0: wake the waiter; else interrupt it with this */
+	struct iou__wait *wait; /* what expiry ends */
 };
 
 struct iou__timer_heap {
@@ -60,6 +70,48 @@ struct iou__timer_heap {
 	uint32_t len, cap;
 	uint64_t seq;
 };
+
+/* Where an operation is in its life. */
+enum iou__op_state {
+	IOU_OP_STAGED,	  /* SQE prepared in op->sqe, waiting in the FIFO for a ring slot */
+	IOU_OP_SUBMITTED, /* in a ring slot or in the kernel */
+	IOU_OP_DONE,	  /* final completion reaped (or never submitted) */
+};
+
+struct iou__op;
+/*
+ * Called by the reaper for every completion of an operation that set one
+ * (multishot operations); op->state is IOU_OP_DONE on the last.  Without
+ * one, the last completion's result is stored and the waiter woken.
+ */
+typedef void iou__complete_fn(struct reactor *r, struct iou__op *op,
+			      const struct io_uring_cqe *cqe);
+
+/*
+ * One io_uring operation.  Lives on the submitting caller's stack; its
+ * address is the SQE's user_data.  Invariant: a submitted op's record stays
+ * valid until its last completion is reaped -- iou__op_run() never returns
+ * before that, whatever interrupts it.
+ */
+struct iou__op {
+	struct iou__wait wait;
+	int32_t res;		   /* last completion's result */
+	uint32_t cqe_flags;	   /* and its flags */
+	uint8_t state;		   /* enum iou__op_state */
+	bool cancel_queued;	   /* on r->cancelq, cancel not yet in a ring slot */
+	bool cancel_sent;	   /* an ASYNC_CANCEL for it went to the kernel */
+	iou__complete_fn *complete; /* NULL for one-shot operations */
+	struct iou__op *prev, *next; /* FIFO (staged) or cancel queue link */
+	struct io_uring_sqe sqe;   /* staging copy while no ring slot is free */
+};
+
+/* A doubly linked FIFO of operations. */
+struct iou__opq {
+	struct iou__op *head, *tail;
+};
+
+/* user_data of our ASYNC_CANCEL requests; real records are never this. */
+#define IOU__UDATA_CANCEL ((uint64_t)1)
 
 /*
  * Fiber life cycle.  Whether a live fiber is running, runnable or parked is
@@ -87,6 +139,9 @@ struct fiber {
 	uint8_t state;		/* enum iou__fiber_state */
 	bool entered;		/* a trampoline frame is live on the stack */
 	bool detached;		/* release on finish, nobody joins */
+	bool cancelled;		/* fiber_cancel() ran: every wait now fails */
+	int64_t deadline;	/* bound on its blocking calls, IOU_DEADLINE_NEVER if none */
+	struct iou__wait *wait;	/* the interruptible wait it is parked in, or NULL */
 	char name[IOU_FIBER_NAME_MAX + 1];
 	/* The stack: [map, map + guard) is the guard, [lo, (char *)this) usable. */
 	char *map;		/* start of the mapping (the guard) */
@@ -138,7 +193,12 @@ struct reactor {
 	bool driving;		/* iou__drive() is on the thread's stack */
 	bool from_sched;	/* ASan: the last switch left the thread's own context */
 	unsigned nfibers;	/* spawned and not yet finished */
-	unsigned inflight;	/* kernel operations not yet completed */
+	unsigned inflight;	/* kernel requests whose last completion is not reaped */
+	bool closing;		/* teardown is draining the ring: wake nobody */
+	struct iou__opq staged;	/* operations waiting for a ring slot, FIFO */
+	struct iou__opq cancelq; /* operations to cancel, before any staged one */
+	int64_t deadline;	/* the thread's own context's deadline */
+	bool multishot;		/* multishot requests allowed (options) */
 	uint64_t next_id;
 	sigjmp_buf sched_env;	/* the thread's own context while fibers run */
 	ucontext_t entry;	/* template for entering fresh stacks */
@@ -161,10 +221,35 @@ extern _Thread_local struct reactor *iou__self __attribute__((tls_model("initial
 
 /* sched.c (the run queue, iou__park and iou__switch are inline in switch.h) */
 void iou__wake(struct reactor *r, struct iou__wait *w);
-int iou__wait(struct reactor *r, struct iou__wait *w);
+void iou__interrupt(struct reactor *r, struct iou__wait *w, int why);
+int iou__wait_until(struct reactor *r, struct iou__wait *w, int64_t until);
+static inline int iou__wait(struct reactor *r, struct iou__wait *w)
+{
+	return iou__wait_until(r, w, IOU_DEADLINE_NEVER);
+}
 int iou__drive(struct reactor *r, const bool *done);
 int iou__poll(struct reactor *r, bool block);
 int iou__tick(struct reactor *r);
+
+/* Opcodes newer than liburing 2.3 (kernel interface values). */
+#define IOU__OP_FTRUNCATE 55
+#define IOU__OP_BIND 56
+#define IOU__OP_LISTEN 57
+#define IOU__OP_PIPE 62
+
+static inline bool iou__has_op(const struct reactor *r, unsigned op)
+{
+	return (r->probe[op / 8] >> (op % 8)) & 1;
+}
+
+/* op.c */
+int iou__op_begin(struct reactor *r, struct iou__op *op, struct io_uring_sqe **sqe);
+int iou__op_run(struct reactor *r, struct iou__op *op, struct io_uring_sqe *sqe);
+int iou__op_start(struct reactor *r, struct iou__op *op, struct io_uring_sqe *sqe);
+int iou__op_finish(struct reactor *r, struct iou__op *op);
+int iou__flush(struct reactor *r);
+void iou__reap(struct reactor *r);
+void iou__ops_drain(struct reactor *r);
 
 /* switch.c */
 _Noreturn void iou__enter(struct fiber *f);

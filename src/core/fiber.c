@@ -65,6 +65,9 @@ IOU_API int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts
 	f->joiner = NULL;
 	f->id = ++r->next_id;
 	f->detached = !out;
+	f->cancelled = false;
+	f->deadline = IOU_DEADLINE_NEVER;
+	f->wait = NULL;
 	f->name[0] = '\0';
 	if (opts && opts->name) {
 		strncpy(f->name, opts->name, IOU_FIBER_NAME_MAX);
@@ -147,6 +150,44 @@ IOU_API int fiber_yield(struct reactor *r)
 	return 0;
 }
 
+IOU_API int fiber_cancel(struct fiber *f)
+{
+	if (!f)
+		return -EINVAL;
+	if (f->r != iou__self)
+		return -EPERM;
+	if (f->state != IOU_FIBER_LIVE)
+		return f->state == IOU_FIBER_DONE ? 0 : -EINVAL;
+	f->cancelled = true;
+	if (f->wait)
+		iou__interrupt(f->r, f->wait, -ECANCELED);
+	return 0;
+}
+
+IOU_API bool fiber_cancelled(const struct reactor *r)
+{
+	return r && r->current && r->current->cancelled;
+}
+
+IOU_API int64_t fiber_deadline(const struct reactor *r)
+{
+	if (!r)
+		return IOU_DEADLINE_NEVER;
+	return r->current ? r->current->deadline : r->deadline;
+}
+
+IOU_API int64_t fiber_set_deadline(struct reactor *r, int64_t deadline)
+{
+	int64_t *slot, old;
+
+	if (!r)
+		return IOU_DEADLINE_NEVER;
+	slot = r->current ? &r->current->deadline : &r->deadline;
+	old = *slot;
+	*slot = deadline;
+	return old;
+}
+
 IOU_API struct fiber *fiber_self(struct reactor *r)
 {
 	return r ? r->current : NULL;
@@ -155,24 +196,14 @@ IOU_API struct fiber *fiber_self(struct reactor *r)
 IOU_API int fiber_sleep_until(struct reactor *r, int64_t deadline)
 {
 	struct iou__wait w = { 0 };
-	struct iou__timer t = { .deadline = deadline, .wait = &w };
-	int ret;
 
 	if (!r)
 		return -EINVAL;
 	if (r != iou__self)
 		return -EPERM;
 	if (deadline <= iou_now())
-		return 0;
-	if (deadline == IOU_DEADLINE_NEVER)
-		return iou__wait(r, &w);
-	ret = iou__timer_add(&r->timers, &t);
-	if (ret < 0)
-		return ret;
-	ret = iou__wait(r, &w);
-	if (!w.done)
-		iou__timer_del(&r->timers, &t);
-	return ret;
+		return r->current && r->current->cancelled ? -ECANCELED : 0;
+	return iou__wait_until(r, &w, deadline);
 }
 
 IOU_API int fiber_sleep(struct reactor *r, int64_t ns)

@@ -83,6 +83,7 @@ IOU_API void reactor_options_init(struct reactor_options *o)
 	o->fiber_pool = IOU_DEFAULT_FIBER_POOL;
 	o->ring_flags = IOU_RING_ALL;
 	o->pin = true;
+	o->multishot = true;
 
 	if (parse_size(getenv("IOU_RING_ENTRIES"), &v) && v >= 1 && v <= MAX_ENTRIES)
 		o->ring_entries = (unsigned)v;
@@ -93,6 +94,9 @@ IOU_API void reactor_options_init(struct reactor_options *o)
 	e = getenv("IOU_PIN");
 	if (e && (!strcmp(e, "0") || !strcmp(e, "no") || !strcmp(e, "off")))
 		o->pin = false;
+	e = getenv("IOU_MULTISHOT");
+	if (e && (!strcmp(e, "0") || !strcmp(e, "no") || !strcmp(e, "off")))
+		o->multishot = false;
 	e = getenv("IOU_RING_FLAGS");
 	if (e && parse_ring_flags(e, &flags))
 		o->ring_flags = flags;

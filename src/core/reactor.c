@@ -30,6 +30,7 @@ static void teardown(struct reactor *r)
 	if (r->cookie && r->eat) /* the eater stored another one */
 		r->eat(r->cookie);
 
+	iou__ops_drain(r);
 	iou__self = NULL;
 	if (key_ok)
 		tss_set(key, NULL);
@@ -149,6 +150,8 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	if (!r)
 		return -ENOMEM;
 	r->stack_size = opts->stack_size;
+	r->deadline = IOU_DEADLINE_NEVER;
+	r->multishot = opts->multishot;
 	ret = ring_setup(r, opts);
 	if (ret < 0) {
 		free(r);

@@ -22,6 +22,9 @@
 
 void iou__wake(struct reactor *r, struct iou__wait *w)
 {
+	/* Idempotent: an interrupt and the event itself may both arrive. */
+	if (w->done)
+		return;
 	w->done = true;
 	if (w->fiber) {
 		iou__runq_push(r, w->fiber);
@@ -31,31 +34,61 @@ void iou__wake(struct reactor *r, struct iou__wait *w)
 	}
 }
 
-int iou__wait(struct reactor *r, struct iou__wait *w)
+/* End @w early with @why (-ETIMEDOUT, -ECANCELED); the first reason wins. */
+void iou__interrupt(struct reactor *r, struct iou__wait *w, int why)
 {
-	w->fiber = r->current;
-	if (w->fiber) {
-		while (!w->done)
-			IOU__PARK(r);
-		return 0;
-	}
-	return iou__drive(r, &w->done);
+	if (w->done || w->why)
+		return;
+	w->why = why;
+	if (w->abort)
+		w->abort(r, w);
+	else
+		iou__wake(r, w);
 }
 
-/* Hand every completion in the CQ to the operation that submitted it. */
-static void reap(struct reactor *r)
+/*
+ * Park the caller until @w is woken, or until @until passes (then it ends
+ * normally), or until the caller's deadline passes or its fiber is
+ * cancelled (then it is interrupted).  One timer covers both times.
+ * Return: 0, or the -errno the wait was interrupted with.
+ */
+int iou__wait_until(struct reactor *r, struct iou__wait *w, int64_t until)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	struct fiber *f = r->current;
+	struct iou__timer t = { .index = IOU__TIMER_IDLE };
+	int64_t deadline = IOU_DEADLINE_NEVER;
+	int err = 0;
 
-	io_uring_for_each_cqe(&r->ring, head, cqe)
-	{
-		n++;
-		/* 0 and LIBURING_UDATA_TIMEOUT carry no operation of ours. */
-		if (cqe->user_data == 0 || cqe->user_data == LIBURING_UDATA_TIMEOUT)
-			continue;
+	w->fiber = f;
+	if (!w->hard) {
+		deadline = f ? f->deadline : r->deadline;
+		if (f && f->cancelled)
+			iou__interrupt(r, w, -ECANCELED);
 	}
-	io_uring_cq_advance(&r->ring, n);
+	if (!w->done && (until != IOU_DEADLINE_NEVER || deadline != IOU_DEADLINE_NEVER)) {
+		t.deadline = until <= deadline ? until : deadline;
+		t.why = until <= deadline ? 0 : -ETIMEDOUT;
+		t.wait = w;
+		if (iou__timer_add(&r->timers, &t) < 0)
+			iou__interrupt(r, w, -ENOMEM);
+	}
+	if (f) {
+		if (!w->hard)
+			f->wait = w;
+		while (!w->done)
+			IOU__PARK(r);
+		f->wait = NULL;
+	} else {
+		while (!w->done) {
+			err = iou__drive(r, &w->done);
+			/* An operation in the kernel must end before its record goes. */
+			if (err < 0 && !w->abort)
+				break;
+		}
+	}
+	if (t.index != IOU__TIMER_IDLE)
+		iou__timer_del(&r->timers, &t);
+	return w->why ? w->why : w->done ? 0 : err;
 }
 
 static void expire(struct reactor *r)
@@ -68,7 +101,11 @@ static void expire(struct reactor *r)
 	now = iou_now();
 	while ((t = iou__timer_first(&r->timers)) && t->deadline <= now) {
 		iou__timer_del(&r->timers, t);
-		iou__wake(r, t->wait);
+		t->index = IOU__TIMER_IDLE;
+		if (t->why)
+			iou__interrupt(r, t->wait, t->why);
+		else
+			iou__wake(r, t->wait);
 	}
 }
 
@@ -79,12 +116,19 @@ static void expire(struct reactor *r)
  */
 int iou__poll(struct reactor *r, bool block)
 {
-	struct iou__timer *t = iou__timer_first(&r->timers);
-	bool queued = io_uring_sq_ready(&r->ring) > 0;
+	struct iou__timer *t;
 	struct __kernel_timespec ts, *tsp = NULL;
 	struct io_uring_cqe *cqe;
+	bool queued;
 	int ret = 0;
 
+	if (iou__unlikely(r->staged.head || r->cancelq.head)) {
+		ret = iou__flush(r);
+		if (ret < 0)
+			return ret;
+	}
+	t = iou__timer_first(&r->timers);
+	queued = io_uring_sq_ready(&r->ring) > 0;
 	if (block && t) {
 		int64_t left = t->deadline - iou_now();
 
@@ -108,7 +152,7 @@ int iou__poll(struct reactor *r, bool block)
 		ret = 0;
 	if (ret < 0)
 		return ret;
-	reap(r);
+	iou__reap(r);
 	expire(r);
 	return 0;
 }
