@@ -115,7 +115,10 @@ IOU_API int iou_statx(struct reactor *r, int dirfd, const char *path, int flags,
 	if (ret)
 		return ret < 0 ? ret : iou__sys(statx(dirfd, path, flags, mask, out));
 	io_uring_prep_statx(sqe, dirfd, path, flags, mask, out);
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (ret == 0)
+		iou__filled(out, sizeof(*out));
+	return ret;
 }
 
 IOU_API int iou_fallocate(struct reactor *r, int fd, int mode, int64_t off, int64_t len)

@@ -15,11 +15,22 @@
 
 #include "op.h"
 
+void iou__filled_iov(const struct iovec *iov, size_t cnt, size_t n)
+{
+	for (size_t i = 0; i < cnt && n > 0; i++) {
+		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+
+		iou__filled(iov[i].iov_base, k);
+		n -= k;
+	}
+}
+
 static ssize_t rw(struct reactor *r, int opcode, int fd, const void *buf, size_t len,
 		  int64_t off)
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
+	int ret;
 
 	if (iou__unlikely(fd < 0))
 		return -EBADF;
@@ -27,7 +38,10 @@ static ssize_t rw(struct reactor *r, int opcode, int fd, const void *buf, size_t
 		return -EFAULT;
 	IOU__OP_BEGIN(r, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, buf, iou__clamp_len(len), (uint64_t)off);
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (opcode == IORING_OP_READ && ret > 0)
+		iou__filled(buf, (size_t)ret);
+	return ret;
 }
 
 IOU_API ssize_t iou_read(struct reactor *r, int fd, void *buf, size_t len)
@@ -59,6 +73,7 @@ static ssize_t rwv(struct reactor *r, int opcode, int fd, const struct iovec *io
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
+	int ret;
 
 	if (iou__unlikely(fd < 0))
 		return -EBADF;
@@ -68,7 +83,10 @@ static ssize_t rwv(struct reactor *r, int opcode, int fd, const struct iovec *io
 		return -EFAULT;
 	IOU__OP_BEGIN(r, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, iov, (unsigned)iovcnt, (uint64_t)off);
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (opcode == IORING_OP_READV && ret > 0)
+		iou__filled_iov(iov, (size_t)iovcnt, (size_t)ret);
+	return ret;
 }
 
 IOU_API ssize_t iou_readv(struct reactor *r, int fd, const struct iovec *iov, int iovcnt)
@@ -183,12 +201,12 @@ IOU_API int iou_pipe(struct reactor *r, int fds[2], int flags)
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
+	int ret;
 
 	if (!fds)
 		return -EFAULT;
 	if (!r || !iou__has_op(r, IOU__OP_PIPE)) {
-		int ret = iou__check(r);
-
+		ret = iou__check(r);
 		if (ret < 0)
 			return ret;
 		return pipe2(fds, flags) ? -errno : 0;
@@ -196,7 +214,10 @@ IOU_API int iou_pipe(struct reactor *r, int fds[2], int flags)
 	IOU__OP_BEGIN(r, op, sqe);
 	io_uring_prep_rw(IOU__OP_PIPE, sqe, 0, fds, 0, 0);
 	sqe->rw_flags = flags;
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (ret == 0)
+		iou__filled(fds, 2 * sizeof(int));
+	return ret;
 }
 
 /* eventfd and timerfd transfer exactly one 8-byte counter. */

@@ -90,6 +90,7 @@ IOU_API int iou_accept(struct reactor *r, int fd, struct sockaddr *addr, socklen
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
+	int ret;
 
 	if (fd < 0)
 		return -EBADF;
@@ -97,7 +98,12 @@ IOU_API int iou_accept(struct reactor *r, int fd, struct sockaddr *addr, socklen
 		return -EFAULT;
 	IOU__OP_BEGIN(r, op, sqe);
 	io_uring_prep_accept(sqe, fd, addr, addrlen, flags);
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (ret >= 0 && addr) {
+		iou__filled(addrlen, sizeof(*addrlen));
+		iou__filled(addr, *addrlen);
+	}
+	return ret;
 }
 
 static ssize_t xfer(struct reactor *r, int opcode, int fd, const void *buf, size_t len,
@@ -105,6 +111,7 @@ static ssize_t xfer(struct reactor *r, int opcode, int fd, const void *buf, size
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
+	int ret;
 
 	if (fd < 0)
 		return -EBADF;
@@ -113,7 +120,10 @@ static ssize_t xfer(struct reactor *r, int opcode, int fd, const void *buf, size
 	IOU__OP_BEGIN(r, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, buf, iou__clamp_len(len), 0);
 	sqe->msg_flags = (unsigned)flags;
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (opcode == IORING_OP_RECV && ret > 0)
+		iou__filled(buf, (size_t)ret);
+	return ret;
 }
 
 IOU_API ssize_t iou_send(struct reactor *r, int fd, const void *buf, size_t len, int flags)
@@ -130,6 +140,7 @@ static ssize_t msg(struct reactor *r, int opcode, int fd, struct msghdr *m, int 
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
+	int ret;
 
 	if (fd < 0)
 		return -EBADF;
@@ -138,7 +149,16 @@ static ssize_t msg(struct reactor *r, int opcode, int fd, struct msghdr *m, int 
 	IOU__OP_BEGIN(r, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, m, 1, 0);
 	sqe->msg_flags = (unsigned)flags;
-	return iou__op_run(r, &op, sqe);
+	ret = iou__op_run(r, &op, sqe);
+	if (opcode == IORING_OP_RECVMSG && ret >= 0) {
+		iou__filled(m, sizeof(*m));
+		iou__filled_iov(m->msg_iov, m->msg_iovlen, (size_t)ret);
+		if (m->msg_name)
+			iou__filled(m->msg_name, m->msg_namelen);
+		if (m->msg_control)
+			iou__filled(m->msg_control, m->msg_controllen);
+	}
+	return ret;
 }
 
 IOU_API ssize_t iou_sendmsg(struct reactor *r, int fd, const struct msghdr *m, int flags)
