@@ -7,12 +7,16 @@
  * keeps the overflow, the reaper drains it); a reactor with nothing to do
  * sleeps in the kernel instead of spinning; and operations issued while
  * fibers run are submitted in batches (io_uring_enter counted with strace).
+ * With opcodes hidden from the probe (IOU_DISABLE_OPCODES), calls fall back
+ * to their system calls or fail with -EOPNOTSUPP, never crash.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -323,6 +327,61 @@ static int test_submissions_are_batched(void)
 	return 0;
 }
 
+/* ---- kernels without an opcode ----------------------------------------------- */
+
+static int fallback_body(void)
+{
+	struct reactor *r;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct statx st;
+	int fds[2], s, fd;
+	char c;
+
+	/* openat 18, read 22, socket 45, ftruncate 55, bind 56, listen 57, pipe 62 */
+	setenv("IOU_DISABLE_OPCODES", "18,22,45,55,56,57,62", 1);
+	ASSERT_EQ(reactor_create(NULL, &r), 0);
+	unsetenv("IOU_DISABLE_OPCODES");
+	ASSERT_TRUE(!reactor_op_supported(r, 22));
+	ASSERT_TRUE(reactor_op_supported(r, 23)); /* write */
+	/* No fallback for a read: a clear error, no crash. */
+	ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+	ASSERT_EQ(iou_read(r, fds[0], &c, 1), -EOPNOTSUPP);
+	close(fds[0]);
+	close(fds[1]);
+	/* The others fall back to their system calls. */
+	ASSERT_EQ(iou_pipe(r, fds, O_CLOEXEC), 0);
+	ASSERT_EQ(iou_write(r, fds[1], "p", 1), 1);
+	ASSERT_EQ(iou_close(r, fds[0]), 0);
+	ASSERT_EQ(iou_close(r, fds[1]), 0);
+	s = iou_socket(r, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_GE(s, 0);
+	ASSERT_EQ(iou_bind(r, s, (struct sockaddr *)&a, sizeof(a)), 0);
+	ASSERT_EQ(iou_listen(r, s, 8), 0);
+	ASSERT_EQ(iou_close(r, s), 0);
+	{
+		char path[] = "/tmp/iou-test-fallback.XXXXXX";
+
+		fd = mkstemp(path);
+		ASSERT_GE(fd, 0);
+		close(fd);
+		fd = iou_open(r, path, O_RDWR | O_CLOEXEC, 0);
+		ASSERT_GE(fd, 0);
+		unlink(path);
+	}
+	ASSERT_EQ(iou_ftruncate(r, fd, 12345), 0);
+	ASSERT_EQ(iou_statx(r, fd, "", AT_EMPTY_PATH, STATX_SIZE, &st), 0);
+	ASSERT_EQ(st.stx_size, 12345);
+	ASSERT_EQ(iou_close(r, fd), 0);
+	ASSERT_EQ(reactor_destroy(r), 0);
+	return 0;
+}
+
+static int test_missing_opcodes_fall_back_or_fail_cleanly(void)
+{
+	return in_new_thread(fallback_body);
+}
+
 TEST_MAIN(T(test_wait_queue_is_fifo), T(test_small_ring_correct_results),
 	  T(test_cq_overflow_loses_nothing), T(test_idle_reactor_does_not_spin),
-	  T(test_batch_workload), T(test_submissions_are_batched))
+	  T(test_batch_workload), T(test_submissions_are_batched),
+	  T(test_missing_opcodes_fall_back_or_fail_cleanly))

@@ -53,6 +53,13 @@ typedef void reactor_cookie_eater(void *cookie);
  *                        defer_taskrun, coop_taskrun; or "none"
  *   IOU_MULTISHOT=0      never use multishot requests (tests the fallbacks)
  *
+ * and one read by reactor_create() itself, a testing aid:
+ *
+ *   IOU_DISABLE_OPCODES=N,N,...  treat these IORING_OP_* numbers as missing
+ *                        from the kernel: calls use their fallback (see
+ *                        <ioucontext/fs.h>, <ioucontext/net.h>) or fail
+ *                        with -EOPNOTSUPP
+ *
  * Malformed values are ignored (the default stays).
  */
 struct reactor_options {

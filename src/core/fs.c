@@ -31,7 +31,7 @@ static int begin(struct reactor *r, unsigned opcode, struct iou__op *op,
 
 		return ret < 0 ? ret : 1;
 	}
-	return iou__op_begin(r, op, sqe);
+	return iou__op_begin(r, opcode, op, sqe);
 }
 
 IOU_API int iou_openat(struct reactor *r, int dirfd, const char *path, int flags, mode_t mode)
@@ -85,7 +85,7 @@ static int sync_op(struct reactor *r, int fd, unsigned flags)
 
 	if (fd < 0)
 		return -EBADF;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_FSYNC, op, sqe);
 	io_uring_prep_fsync(sqe, fd, flags);
 	return iou__op_run(r, &op, sqe);
 }

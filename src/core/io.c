@@ -36,7 +36,7 @@ static ssize_t rw(struct reactor *r, int opcode, int fd, const void *buf, size_t
 		return -EBADF;
 	if (iou__unlikely(!buf && len))
 		return -EFAULT;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, buf, iou__clamp_len(len), (uint64_t)off);
 	ret = iou__op_run(r, &op, sqe);
 	if (opcode == IORING_OP_READ && ret > 0)
@@ -81,7 +81,7 @@ static ssize_t rwv(struct reactor *r, int opcode, int fd, const struct iovec *io
 		return -EINVAL;
 	if (iou__unlikely(!iov && iovcnt))
 		return -EFAULT;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, iov, (unsigned)iovcnt, (uint64_t)off);
 	ret = iou__op_run(r, &op, sqe);
 	if (opcode == IORING_OP_READV && ret > 0)
@@ -165,7 +165,7 @@ IOU_API int iou_poll(struct reactor *r, int fd, unsigned events)
 
 	if (iou__unlikely(fd < 0))
 		return -EBADF;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_POLL_ADD, op, sqe);
 	io_uring_prep_poll_add(sqe, fd, events);
 	return iou__op_run(r, &op, sqe);
 }
@@ -180,7 +180,7 @@ IOU_API ssize_t iou_splice(struct reactor *r, int fd_in, int64_t off_in, int fd_
 		return -EBADF;
 	if (iou__unlikely(off_in < -1 || off_out < -1))
 		return -EINVAL;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_SPLICE, op, sqe);
 	io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, iou__clamp_len(len), flags);
 	return iou__op_run(r, &op, sqe);
 }
@@ -192,7 +192,7 @@ IOU_API ssize_t iou_tee(struct reactor *r, int fd_in, int fd_out, size_t len, un
 
 	if (iou__unlikely(fd_in < 0 || fd_out < 0))
 		return -EBADF;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_TEE, op, sqe);
 	io_uring_prep_tee(sqe, fd_in, fd_out, iou__clamp_len(len), flags);
 	return iou__op_run(r, &op, sqe);
 }
@@ -211,7 +211,7 @@ IOU_API int iou_pipe(struct reactor *r, int fds[2], int flags)
 			return ret;
 		return pipe2(fds, flags) ? -errno : 0;
 	}
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IOU__OP_PIPE, op, sqe);
 	io_uring_prep_rw(IOU__OP_PIPE, sqe, 0, fds, 0, 0);
 	sqe->rw_flags = flags;
 	ret = iou__op_run(r, &op, sqe);
@@ -254,7 +254,7 @@ IOU_API int iou_nop(struct reactor *r)
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
 
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_NOP, op, sqe);
 	io_uring_prep_nop(sqe);
 	return iou__op_run(r, &op, sqe);
 }
@@ -269,7 +269,7 @@ IOU_API int iou_cancel_fd(struct reactor *r, int fd)
 
 	if (fd < 0)
 		return -EBADF;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_ASYNC_CANCEL, op, sqe);
 	/* Operations still waiting for a ring slot are not in the kernel yet. */
 	for (struct iou__op *o = r->staged.head, *next; o; o = next) {
 		next = o->next;

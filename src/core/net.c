@@ -30,7 +30,7 @@ IOU_API int iou_socket(struct reactor *r, int domain, int type, int protocol)
 
 		return ret < 0 ? ret : iou__sys(socket(domain, type, protocol));
 	}
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_SOCKET, op, sqe);
 	io_uring_prep_socket(sqe, domain, type, protocol, 0);
 	return iou__op_run(r, &op, sqe);
 }
@@ -49,7 +49,7 @@ IOU_API int iou_bind(struct reactor *r, int fd, const struct sockaddr *addr, soc
 
 		return ret < 0 ? ret : iou__sys(bind(fd, addr, addrlen));
 	}
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IOU__OP_BIND, op, sqe);
 	io_uring_prep_rw(IOU__OP_BIND, sqe, fd, addr, 0, addrlen);
 	return iou__op_run(r, &op, sqe);
 }
@@ -66,7 +66,7 @@ IOU_API int iou_listen(struct reactor *r, int fd, int backlog)
 
 		return ret < 0 ? ret : iou__sys(listen(fd, backlog));
 	}
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IOU__OP_LISTEN, op, sqe);
 	io_uring_prep_rw(IOU__OP_LISTEN, sqe, fd, NULL, (unsigned)backlog, 0);
 	return iou__op_run(r, &op, sqe);
 }
@@ -80,7 +80,7 @@ IOU_API int iou_connect(struct reactor *r, int fd, const struct sockaddr *addr, 
 		return -EBADF;
 	if (!addr)
 		return -EFAULT;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_CONNECT, op, sqe);
 	io_uring_prep_connect(sqe, fd, addr, addrlen);
 	return iou__op_run(r, &op, sqe);
 }
@@ -96,7 +96,7 @@ IOU_API int iou_accept(struct reactor *r, int fd, struct sockaddr *addr, socklen
 		return -EBADF;
 	if (addr && !addrlen)
 		return -EFAULT;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_ACCEPT, op, sqe);
 	io_uring_prep_accept(sqe, fd, addr, addrlen, flags);
 	ret = iou__op_run(r, &op, sqe);
 	if (ret >= 0 && addr) {
@@ -117,7 +117,7 @@ static ssize_t xfer(struct reactor *r, int opcode, int fd, const void *buf, size
 		return -EBADF;
 	if (!buf && len)
 		return -EFAULT;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, buf, iou__clamp_len(len), 0);
 	sqe->msg_flags = (unsigned)flags;
 	ret = iou__op_run(r, &op, sqe);
@@ -146,7 +146,7 @@ static ssize_t msg(struct reactor *r, int opcode, int fd, struct msghdr *m, int 
 		return -EBADF;
 	if (!m)
 		return -EFAULT;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, m, 1, 0);
 	sqe->msg_flags = (unsigned)flags;
 	ret = iou__op_run(r, &op, sqe);
@@ -216,7 +216,7 @@ IOU_API int iou_shutdown(struct reactor *r, int fd, int how)
 
 	if (fd < 0)
 		return -EBADF;
-	IOU__OP_BEGIN(r, op, sqe);
+	IOU__OP_BEGIN(r, IORING_OP_SHUTDOWN, op, sqe);
 	io_uring_prep_shutdown(sqe, fd, how);
 	return iou__op_run(r, &op, sqe);
 }
@@ -353,7 +353,7 @@ IOU_API int iou_accept_each(struct reactor *r, int fd, iou_accept_fn *fn, void *
 		struct io_uring_sqe *sqe;
 		unsigned before = a.accepted;
 
-		ret = iou__op_begin(r, &a.op, &sqe);
+		ret = iou__op_begin(r, IORING_OP_ACCEPT, &a.op, &sqe);
 		if (ret < 0)
 			break;
 		a.op.complete = accept_complete;

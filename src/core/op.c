@@ -64,11 +64,12 @@ static void op_abort(struct reactor *r, struct iou__wait *w)
 }
 
 /*
- * Begin an operation on @r from the calling context: check that it may
- * block here and has not been cancelled, then return in *@sqe where to
- * prepare it.
+ * Begin an @opcode operation on @r from the calling context: check that the
+ * kernel has it, that the caller may block here and has not been
+ * cancelled, then return in *@sqe where to prepare it.
  */
-int iou__op_begin(struct reactor *r, struct iou__op *op, struct io_uring_sqe **sqe)
+int iou__op_begin(struct reactor *r, unsigned opcode, struct iou__op *op,
+		  struct io_uring_sqe **sqe)
 {
 	struct fiber *f;
 
@@ -76,6 +77,8 @@ int iou__op_begin(struct reactor *r, struct iou__op *op, struct io_uring_sqe **s
 		return -EINVAL;
 	if (iou__unlikely(r != iou__self || r->closing))
 		return -EPERM;
+	if (iou__unlikely(!iou__has_op(r, opcode)))
+		return -EOPNOTSUPP;
 	f = r->current;
 	if (iou__unlikely(f && f->cancelled))
 		return -ECANCELED;

@@ -33,11 +33,11 @@ static inline unsigned iou__clamp_len(size_t len)
 }
 
 /* Start an operation or return the reason it cannot start. */
-#define IOU__OP_BEGIN(r, op, sqe)                                  \
-	do {                                                       \
-		int begin_ret_ = iou__op_begin((r), &(op), &(sqe)); \
-		if (iou__unlikely(begin_ret_ < 0))                 \
-			return begin_ret_;                         \
+#define IOU__OP_BEGIN(r, opcode, op, sqe)                                   \
+	do {                                                                \
+		int begin_ret_ = iou__op_begin((r), (opcode), &(op), &(sqe)); \
+		if (iou__unlikely(begin_ret_ < 0))                          \
+			return begin_ret_;                                  \
 	} while (0)
 
 /*

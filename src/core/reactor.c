@@ -126,6 +126,26 @@ static void probe(struct reactor *r)
 	io_uring_free_probe(p);
 }
 
+/*
+ * IOU_DISABLE_OPCODES=N,N,...: act as if the kernel lacked these opcodes, so
+ * that the fallback paths can be tested on a kernel that has them all.
+ */
+static void disable_opcodes(struct reactor *r)
+{
+	const char *s = getenv("IOU_DISABLE_OPCODES");
+
+	while (s && *s) {
+		char *end;
+		unsigned long op = strtoul(s, &end, 10);
+
+		if (end == s)
+			break;
+		if (op < 256)
+			r->probe[op / 8] &= (uint8_t)~(1u << (op % 8));
+		s = *end == ',' ? end + 1 : end;
+	}
+}
+
 IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **out)
 {
 	struct reactor_options defaults;
@@ -158,6 +178,7 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 		return ret;
 	}
 	probe(r);
+	disable_opcodes(r);
 	iou__stacks_init(&r->stacks, opts->fiber_pool);
 	ret = iou__switch_init(r);
 	if (ret < 0)
