@@ -5,10 +5,11 @@
 # markdown table next to the peers they are measured against and the targets
 # of the foundation issue.  Builds nothing: the build directory ($1, default
 # "build") must already hold bench/bench-switch, bench/bench-spawn,
-# bench/bench-sleepers and, when Boost.Context was found, bench/boost-switch.
+# bench/bench-sleepers, bench/bench-ops and, when Boost.Context was found,
+# bench/boost-switch.
 # Each program is pinned to CPU 0 with taskset where that works.  The raw
 # output of every program goes to stderr as it runs, the table to stdout.  Counts can
-# be changed with BENCH_SWITCH_N, BENCH_SPAWN_N and BENCH_SLEEPERS_N (the
+# be changed with BENCH_SWITCH_N, BENCH_SPAWN_N, BENCH_OPS_N and BENCH_SLEEPERS_N (the
 # sleepers run needs about 4 GiB of memory for its default 1,000,000).
 set -euo pipefail
 
@@ -16,6 +17,7 @@ build=${1:-build}
 switch_n=${BENCH_SWITCH_N:-10000000}
 spawn_n=${BENCH_SPAWN_N:-1000000}
 sleepers_n=${BENCH_SLEEPERS_N:-1000000}
+ops_n=${BENCH_OPS_N:-2000000}
 
 if [[ ! -d $build ]]; then
 	echo "run-core.sh: no build directory '$build' (build first, see bench/README.md)" >&2
@@ -74,6 +76,7 @@ run bench-switch "$switch_n"
 run boost-switch "$switch_n"
 run bench-spawn "$spawn_n"
 run bench-sleepers "$sleepers_n"
+run bench-ops "$ops_n"
 echo >&2
 
 # val BENCH NAME: the value of the line "BENCH NAME VALUE", or empty.
@@ -110,6 +113,10 @@ sp_batch=$(val spawn_join batch1000)
 reached=$(val sleepers reached)
 kib=$(val sleepers kib_per_fiber)
 valid=$(val sleepers valid)
+ops_rs=$(val ops raw_serial_ns)
+ops_is=$(val ops iou_serial_ns)
+ops_rw=$(val ops raw_wide64_ns)
+ops_iw=$(val ops iou_wide64_ns)
 
 sleep_met() {
 	if [[ -n $valid && $valid != 1 ]]; then
@@ -130,3 +137,5 @@ echo "| spawn+join from main, pooled (ns) | $(or_dash "$sp_main") | — | — | 
 echo "| spawn 1000 then join 1000 (ns per fiber) | $(or_dash "$sp_batch") | — | — | ≤ 200 ns | $(met "$sp_batch" "<=" 200) |"
 echo "| sleeping fibers reached | $(or_dash "$reached") | — | — | ≥ 1,000,000 | $(sleep_met "$reached" ">=" 1000000) |"
 echo "| resident KiB per sleeping fiber | $(or_dash "$kib") | — | — | ≤ 8 KiB | $(sleep_met "$kib" "<=" 8) |"
+echo "| nop round trip, one in flight, vs raw liburing (ns) | $(or_dash "$ops_is") | $(or_dash "$ops_rs") | $(ratio "$ops_is" "$ops_rs") | — | — |"
+echo "| nop, 64 fibers vs raw batches of 64 (ns per op) | $(or_dash "$ops_iw") | $(or_dash "$ops_rw") | $(ratio "$ops_iw" "$ops_rw") | — | — |"
