@@ -15,8 +15,13 @@
  *   and may return while other work is pending (see reactor_runnable()).
  * - Results are >= 0 on success and -errno on failure; errno is never read
  *   or set.  The kernel's own errors are returned as the system call would
- *   return them (e.g. -EBADF for a descriptor that is not open, -EAGAIN on a
- *   descriptor opened O_NONBLOCK when nothing is ready).
+ *   return them (e.g. -EBADF for a descriptor that is not open).
+ * - O_NONBLOCK: io_uring waits for readiness itself, and kernels since 6.x do
+ *   so even on descriptors opened O_NONBLOCK; older ones return -EAGAIN
+ *   there.  To try without waiting, set a deadline of IOU_DEADLINE_NOW
+ *   (fiber_set_deadline()): -ETIMEDOUT then means "not ready", and nothing
+ *   was consumed.  iou_read_all() and iou_write_all() handle both kinds of
+ *   kernel.
  * - Every call is bounded by the caller's deadline (fiber_set_deadline()):
  *   -ETIMEDOUT; and fails with -ECANCELED once fiber_cancel() has been
  *   called on the fiber.  An interrupted call returns only after the kernel

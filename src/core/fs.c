@@ -48,7 +48,7 @@ IOU_API int iou_openat(struct reactor *r, int dirfd, const char *path, int flags
 	if (ret)
 		return ret < 0 ? ret : iou__sys(openat(dirfd, path, flags, mode));
 	io_uring_prep_openat(sqe, dirfd, path, flags, mode);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_open(struct reactor *r, const char *path, int flags, mode_t mode)
@@ -75,7 +75,7 @@ IOU_API int iou_close(struct reactor *r, int fd)
 		return ret < 0 ? ret : iou__sys(close(fd));
 	op.wait.hard = true;
 	io_uring_prep_close(sqe, fd);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 static int sync_op(struct reactor *r, int fd, unsigned flags)
@@ -87,7 +87,7 @@ static int sync_op(struct reactor *r, int fd, unsigned flags)
 		return -EBADF;
 	IOU__OP_BEGIN(r, IORING_OP_FSYNC, op, sqe);
 	io_uring_prep_fsync(sqe, fd, flags);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_fsync(struct reactor *r, int fd)
@@ -115,7 +115,7 @@ IOU_API int iou_statx(struct reactor *r, int dirfd, const char *path, int flags,
 	if (ret)
 		return ret < 0 ? ret : iou__sys(statx(dirfd, path, flags, mask, out));
 	io_uring_prep_statx(sqe, dirfd, path, flags, mask, out);
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (ret == 0)
 		iou__filled(out, sizeof(*out));
 	return ret;
@@ -135,7 +135,7 @@ IOU_API int iou_fallocate(struct reactor *r, int fd, int mode, int64_t off, int6
 	if (ret)
 		return ret < 0 ? ret : iou__sys(fallocate(fd, mode, off, len));
 	io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)len);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_ftruncate(struct reactor *r, int fd, int64_t len)
@@ -152,7 +152,7 @@ IOU_API int iou_ftruncate(struct reactor *r, int fd, int64_t len)
 	if (ret)
 		return ret < 0 ? ret : iou__sys(ftruncate(fd, (off_t)len));
 	io_uring_prep_rw(IOU__OP_FTRUNCATE, sqe, fd, NULL, 0, (uint64_t)len);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_unlinkat(struct reactor *r, int dirfd, const char *path, int flags)
@@ -169,7 +169,7 @@ IOU_API int iou_unlinkat(struct reactor *r, int dirfd, const char *path, int fla
 	if (ret)
 		return ret < 0 ? ret : iou__sys(unlinkat(dirfd, path, flags));
 	io_uring_prep_unlinkat(sqe, dirfd, path, flags);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_renameat(struct reactor *r, int olddirfd, const char *oldpath, int newdirfd,
@@ -188,7 +188,7 @@ IOU_API int iou_renameat(struct reactor *r, int olddirfd, const char *oldpath, i
 		return ret < 0 ? ret
 			       : iou__sys(renameat2(olddirfd, oldpath, newdirfd, newpath, flags));
 	io_uring_prep_renameat(sqe, olddirfd, oldpath, newdirfd, newpath, flags);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_mkdirat(struct reactor *r, int dirfd, const char *path, mode_t mode)
@@ -205,5 +205,5 @@ IOU_API int iou_mkdirat(struct reactor *r, int dirfd, const char *path, mode_t m
 	if (ret)
 		return ret < 0 ? ret : iou__sys(mkdirat(dirfd, path, mode));
 	io_uring_prep_mkdirat(sqe, dirfd, path, mode);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }

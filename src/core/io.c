@@ -38,7 +38,7 @@ static ssize_t rw(struct reactor *r, int opcode, int fd, const void *buf, size_t
 		return -EFAULT;
 	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, buf, iou__clamp_len(len), (uint64_t)off);
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (opcode == IORING_OP_READ && ret > 0)
 		iou__filled(buf, (size_t)ret);
 	return ret;
@@ -83,7 +83,7 @@ static ssize_t rwv(struct reactor *r, int opcode, int fd, const struct iovec *io
 		return -EFAULT;
 	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, iov, (unsigned)iovcnt, (uint64_t)off);
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (opcode == IORING_OP_READV && ret > 0)
 		iou__filled_iov(iov, (size_t)iovcnt, (size_t)ret);
 	return ret;
@@ -167,7 +167,7 @@ IOU_API int iou_poll(struct reactor *r, int fd, unsigned events)
 		return -EBADF;
 	IOU__OP_BEGIN(r, IORING_OP_POLL_ADD, op, sqe);
 	io_uring_prep_poll_add(sqe, fd, events);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API ssize_t iou_splice(struct reactor *r, int fd_in, int64_t off_in, int fd_out,
@@ -182,7 +182,7 @@ IOU_API ssize_t iou_splice(struct reactor *r, int fd_in, int64_t off_in, int fd_
 		return -EINVAL;
 	IOU__OP_BEGIN(r, IORING_OP_SPLICE, op, sqe);
 	io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, iou__clamp_len(len), flags);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API ssize_t iou_tee(struct reactor *r, int fd_in, int fd_out, size_t len, unsigned flags)
@@ -194,7 +194,7 @@ IOU_API ssize_t iou_tee(struct reactor *r, int fd_in, int fd_out, size_t len, un
 		return -EBADF;
 	IOU__OP_BEGIN(r, IORING_OP_TEE, op, sqe);
 	io_uring_prep_tee(sqe, fd_in, fd_out, iou__clamp_len(len), flags);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_pipe(struct reactor *r, int fds[2], int flags)
@@ -214,7 +214,7 @@ IOU_API int iou_pipe(struct reactor *r, int fds[2], int flags)
 	IOU__OP_BEGIN(r, IOU__OP_PIPE, op, sqe);
 	io_uring_prep_rw(IOU__OP_PIPE, sqe, 0, fds, 0, 0);
 	sqe->rw_flags = flags;
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (ret == 0)
 		iou__filled(fds, 2 * sizeof(int));
 	return ret;
@@ -256,7 +256,7 @@ IOU_API int iou_nop(struct reactor *r)
 
 	IOU__OP_BEGIN(r, IORING_OP_NOP, op, sqe);
 	io_uring_prep_nop(sqe);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_cancel_fd(struct reactor *r, int fd)
@@ -279,7 +279,7 @@ IOU_API int iou_cancel_fd(struct reactor *r, int fd)
 		}
 	}
 	io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (ret == -ENOENT)
 		ret = 0;
 	return ret < 0 ? ret : ret + staged;

@@ -32,7 +32,7 @@ IOU_API int iou_socket(struct reactor *r, int domain, int type, int protocol)
 	}
 	IOU__OP_BEGIN(r, IORING_OP_SOCKET, op, sqe);
 	io_uring_prep_socket(sqe, domain, type, protocol, 0);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_bind(struct reactor *r, int fd, const struct sockaddr *addr, socklen_t addrlen)
@@ -51,7 +51,7 @@ IOU_API int iou_bind(struct reactor *r, int fd, const struct sockaddr *addr, soc
 	}
 	IOU__OP_BEGIN(r, IOU__OP_BIND, op, sqe);
 	io_uring_prep_rw(IOU__OP_BIND, sqe, fd, addr, 0, addrlen);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_listen(struct reactor *r, int fd, int backlog)
@@ -68,7 +68,7 @@ IOU_API int iou_listen(struct reactor *r, int fd, int backlog)
 	}
 	IOU__OP_BEGIN(r, IOU__OP_LISTEN, op, sqe);
 	io_uring_prep_rw(IOU__OP_LISTEN, sqe, fd, NULL, (unsigned)backlog, 0);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_connect(struct reactor *r, int fd, const struct sockaddr *addr, socklen_t addrlen)
@@ -82,7 +82,7 @@ IOU_API int iou_connect(struct reactor *r, int fd, const struct sockaddr *addr, 
 		return -EFAULT;
 	IOU__OP_BEGIN(r, IORING_OP_CONNECT, op, sqe);
 	io_uring_prep_connect(sqe, fd, addr, addrlen);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_accept(struct reactor *r, int fd, struct sockaddr *addr, socklen_t *addrlen,
@@ -98,7 +98,7 @@ IOU_API int iou_accept(struct reactor *r, int fd, struct sockaddr *addr, socklen
 		return -EFAULT;
 	IOU__OP_BEGIN(r, IORING_OP_ACCEPT, op, sqe);
 	io_uring_prep_accept(sqe, fd, addr, addrlen, flags);
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (ret >= 0 && addr) {
 		iou__filled(addrlen, sizeof(*addrlen));
 		iou__filled(addr, *addrlen);
@@ -120,7 +120,7 @@ static ssize_t xfer(struct reactor *r, int opcode, int fd, const void *buf, size
 	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, buf, iou__clamp_len(len), 0);
 	sqe->msg_flags = (unsigned)flags;
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (opcode == IORING_OP_RECV && ret > 0)
 		iou__filled(buf, (size_t)ret);
 	return ret;
@@ -149,7 +149,7 @@ static ssize_t msg(struct reactor *r, int opcode, int fd, struct msghdr *m, int 
 	IOU__OP_BEGIN(r, opcode, op, sqe);
 	io_uring_prep_rw(opcode, sqe, fd, m, 1, 0);
 	sqe->msg_flags = (unsigned)flags;
-	ret = iou__op_run(r, &op, sqe);
+	ret = IOU__OP_RUN(r, &op, sqe);
 	if (opcode == IORING_OP_RECVMSG && ret >= 0) {
 		iou__filled(m, sizeof(*m));
 		iou__filled_iov(m->msg_iov, m->msg_iovlen, (size_t)ret);
@@ -218,7 +218,7 @@ IOU_API int iou_shutdown(struct reactor *r, int fd, int how)
 		return -EBADF;
 	IOU__OP_BEGIN(r, IORING_OP_SHUTDOWN, op, sqe);
 	io_uring_prep_shutdown(sqe, fd, how);
-	return iou__op_run(r, &op, sqe);
+	return IOU__OP_RUN(r, &op, sqe);
 }
 
 IOU_API int iou_getsockopt(struct reactor *r, int fd, int level, int name, void *val,
