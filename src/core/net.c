@@ -347,6 +347,9 @@ IOU_API int iou_accept_each(struct reactor *r, int fd, iou_accept_fn *fn, void *
 	ret = iou__check(r);
 	if (ret < 0)
 		return ret;
+	/* Before the spare below could take a closed @fd's number. */
+	if (fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
 	multishot = r->multishot;
 	spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (;;) {
