@@ -86,7 +86,10 @@ typedef void iou_accept_fn(struct reactor *r, int fd, void *arg);
  * pending connections at once (so clients are refused rather than left
  * hanging), and waits 50 ms before accepting again; it never spins.  The
  * caller blocks here for as long as it accepts; stop it with a deadline or
- * fiber_cancel(), or by shutting the socket down.
+ * fiber_cancel(), or by shutting the socket down.  Connections the kernel
+ * accepted before the stop took effect are still handed to new handler
+ * fibers, never dropped: a server that is shutting down should have its
+ * handlers check its own stop flag.
  *
  * Return: -ETIMEDOUT or -ECANCELED when stopped that way; otherwise the
  * -errno that makes accepting impossible (-EBADF, -EINVAL if @fd is not
