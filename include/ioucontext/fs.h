@@ -40,7 +40,8 @@ int iou_open(struct reactor *r, const char *path, int flags, mode_t mode);
  * The one call that ignores the caller's deadline and cancellation: a
  * cancelled fiber must still be able to release its descriptors, and
  * closing never waits long.  Operations still in flight on @fd keep their
- * own reference to the file and complete on their own.
+ * own reference to the file and complete on their own: to end them, call
+ * iou_cancel_fd() (or iou_shutdown() on a socket) first.
  *
  * Return: 0, or -errno as close(2) (-EBADF if @fd is not open).
  */
