@@ -20,6 +20,8 @@ PACKAGES=(
 	libboost-context-dev
 	socat
 	openssl
+	libc-ares-dev
+	dnsmasq-base
 )
 
 missing=()

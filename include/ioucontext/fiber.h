@@ -194,6 +194,33 @@ int fiber_cancel(struct fiber *f);
 bool fiber_cancelled(const struct reactor *r);
 
 /**
+ * fiber_park() - suspend the calling fiber until fiber_unpark() or @until.
+ * @until: CLOCK_MONOTONIC time to give up waiting, or IOU_DEADLINE_NEVER.
+ *
+ * The building block for waiting on events that are not kernel operations
+ * (libraries' callbacks, hand-made queues).  Each fiber has one permit:
+ * fiber_unpark() sets it and wakes the fiber if parked; fiber_park()
+ * consumes it, returning at once if it was already set, so a wake-up that
+ * comes before the park is not lost.  Obeys the caller's deadline and
+ * cancellation like every blocking call.  Fiber only.
+ *
+ * Return: 1 if unparked; 0 if @until passed first; -ETIMEDOUT, -ECANCELED
+ * as every blocking call; -EPERM outside a fiber or from another thread
+ * than @r's owner; -EINVAL if @r is NULL.
+ */
+int fiber_park(struct reactor *r, int64_t until);
+
+/**
+ * fiber_unpark() - give @f its permit and wake it if it is in fiber_park().
+ *
+ * May be called from any fiber of @f's reactor or from the thread's own
+ * context (e.g. a callback); never suspends.
+ *
+ * Return: 0; -EINVAL if @f is NULL or released; -EPERM from another thread.
+ */
+int fiber_unpark(struct fiber *f);
+
+/**
  * fiber_id() - the fiber's number, unique within its reactor (from 1).
  */
 uint64_t fiber_id(const struct fiber *f);

@@ -7,6 +7,7 @@
 #define IOUCONTEXT_IOUCONTEXT_H
 
 #include <ioucontext/clock.h>
+#include <ioucontext/error.h>
 #include <ioucontext/fiber.h>
 #include <ioucontext/fs.h>
 #include <ioucontext/io.h>

@@ -179,6 +179,37 @@ unsigned reactor_ring_entries(const struct reactor *r);
  */
 bool reactor_op_supported(const struct reactor *r, unsigned opcode);
 
+/**
+ * reactor_current() - the calling thread's reactor, or NULL if it has none
+ * (unlike reactor_get(), never creates one).  Never suspends.
+ */
+struct reactor *reactor_current(void);
+
+/**
+ * reactor_ext_fini - releases a library's per-reactor value at teardown.
+ */
+typedef void reactor_ext_fini(struct reactor *r, void *value);
+
+/**
+ * reactor_ext_set() - attach @value to @r under @key (any unique address,
+ * e.g. of a static variable of the library), or replace what is there.
+ * @fini: called once with @value when the reactor is torn down (after the
+ *        cookie is eaten, before operations still in the kernel are
+ *        cancelled; fibers never run again by then), or NULL.
+ *
+ * For libraries built on ioucontext (the DNS library keeps its resolver
+ * here).  Replacing a value does not call the old one's @fini; a NULL
+ * @value removes the slot.  Never suspends.
+ *
+ * Return: 0; -EINVAL if @r or @key is NULL; -ENOMEM.
+ */
+int reactor_ext_set(struct reactor *r, const void *key, void *value, reactor_ext_fini *fini);
+
+/**
+ * reactor_ext_get() - the value attached to @r under @key, or NULL.
+ */
+void *reactor_ext_get(const struct reactor *r, const void *key);
+
 #ifdef __cplusplus
 }
 #endif

@@ -142,6 +142,8 @@ struct fiber {
 	bool cancelled;		/* fiber_cancel() ran: every wait now fails */
 	int64_t deadline;	/* bound on its blocking calls, IOU_DEADLINE_NEVER if none */
 	struct iou__wait *wait;	/* the interruptible wait it is parked in, or NULL */
+	struct iou__wait *parked; /* its fiber_park() wait, or NULL */
+	bool permit;		/* fiber_unpark() came first: the next park returns */
 	char name[IOU_FIBER_NAME_MAX + 1];
 	/* The stack: [map, map + guard) is the guard, [lo, (char *)this) usable. */
 	char *map;		/* start of the mapping (the guard) */
@@ -185,6 +187,14 @@ struct iou__stacks {
 	unsigned nvg, vg_cap;
 };
 
+/* A library's per-reactor slot (reactor_ext_set()). */
+struct iou__ext {
+	const void *key;
+	void *value;
+	reactor_ext_fini *fini;
+	struct iou__ext *next;
+};
+
 struct reactor {
 	struct io_uring ring;
 	struct fiber *current;	/* running fiber, NULL in the thread's context */
@@ -199,6 +209,7 @@ struct reactor {
 	struct iou__opq cancelq; /* operations to cancel, before any staged one */
 	int64_t deadline;	/* the thread's own context's deadline */
 	bool multishot;		/* multishot requests allowed (options) */
+	struct iou__ext *exts;	/* libraries' slots, newest first */
 	uint64_t next_id;
 	sigjmp_buf sched_env;	/* the thread's own context while fibers run */
 	ucontext_t entry;	/* template for entering fresh stacks */

@@ -68,6 +68,8 @@ IOU_API int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts
 	f->cancelled = false;
 	f->deadline = IOU_DEADLINE_NEVER;
 	f->wait = NULL;
+	f->parked = NULL;
+	f->permit = false;
 	f->name[0] = '\0';
 	if (opts && opts->name) {
 		strncpy(f->name, opts->name, IOU_FIBER_NAME_MAX);
@@ -186,6 +188,47 @@ IOU_API int64_t fiber_set_deadline(struct reactor *r, int64_t deadline)
 	old = *slot;
 	*slot = deadline;
 	return old;
+}
+
+IOU_API int fiber_park(struct reactor *r, int64_t until)
+{
+	struct iou__wait w = { 0 };
+	struct fiber *f;
+	int ret;
+
+	if (!r)
+		return -EINVAL;
+	f = r->current;
+	if (r != iou__self || !f)
+		return -EPERM;
+	if (f->permit) {
+		f->permit = false;
+		return f->cancelled ? -ECANCELED : 1;
+	}
+	f->parked = &w;
+	ret = iou__wait_until(r, &w, until);
+	f->parked = NULL;
+	if (ret < 0)
+		return ret;
+	if (f->permit) {
+		f->permit = false;
+		return 1;
+	}
+	return 0;
+}
+
+IOU_API int fiber_unpark(struct fiber *f)
+{
+	if (!f || f->state == IOU_FIBER_POOLED)
+		return -EINVAL;
+	if (f->r != iou__self)
+		return -EPERM;
+	if (f->state != IOU_FIBER_LIVE)
+		return 0;
+	f->permit = true;
+	if (f->parked)
+		iou__wake(f->r, f->parked);
+	return 0;
 }
 
 IOU_API struct fiber *fiber_self(struct reactor *r)

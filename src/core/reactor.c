@@ -30,6 +30,14 @@ static void teardown(struct reactor *r)
 	if (r->cookie && r->eat) /* the eater stored another one */
 		r->eat(r->cookie);
 
+	while (r->exts) {
+		struct iou__ext *e = r->exts;
+
+		r->exts = e->next;
+		if (e->fini)
+			e->fini(r, e->value);
+		free(e);
+	}
 	iou__ops_drain(r);
 	iou__self = NULL;
 	if (key_ok)
@@ -215,6 +223,11 @@ IOU_API struct reactor *reactor_get(void)
 	return reactor_create(NULL, &r) == 0 ? r : NULL;
 }
 
+IOU_API struct reactor *reactor_current(void)
+{
+	return iou__self;
+}
+
 IOU_API int reactor_destroy(struct reactor *r)
 {
 	if (!r)
@@ -282,4 +295,42 @@ IOU_API unsigned reactor_ring_entries(const struct reactor *r)
 IOU_API bool reactor_op_supported(const struct reactor *r, unsigned opcode)
 {
 	return r && opcode < 256 && (r->probe[opcode / 8] >> (opcode % 8)) & 1;
+}
+
+IOU_API int reactor_ext_set(struct reactor *r, const void *id, void *value,
+			    reactor_ext_fini *fini)
+{
+	struct iou__ext **pe, *e;
+
+	if (!r || !id)
+		return -EINVAL;
+	for (pe = &r->exts; (e = *pe); pe = &e->next)
+		if (e->key == id)
+			break;
+	if (!value) {
+		if (e) {
+			*pe = e->next;
+			free(e);
+		}
+		return 0;
+	}
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		e->key = id;
+		e->next = r->exts;
+		r->exts = e;
+	}
+	e->value = value;
+	e->fini = fini;
+	return 0;
+}
+
+IOU_API void *reactor_ext_get(const struct reactor *r, const void *id)
+{
+	for (const struct iou__ext *e = r ? r->exts : NULL; e; e = e->next)
+		if (e->key == id)
+			return e->value;
+	return NULL;
 }

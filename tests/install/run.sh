@@ -109,7 +109,7 @@ check_output "$tmp/pc-static"
 
 step "CMake find_package(ioucontext)"
 mkdir -p "$tmp/cmake-src"
-cp "$here/consumer.c" "$tmp/cmake-src/"
+cp "$here/consumer.c" "$here/consumer-dns.c" "$tmp/cmake-src/"
 cat >"$tmp/cmake-src/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.25)
 project(consumer LANGUAGES C)
@@ -120,6 +120,12 @@ add_executable(consumer-shared consumer.c)
 target_link_libraries(consumer-shared PRIVATE ioucontext::ioucontext)
 add_executable(consumer-static consumer.c)
 target_link_libraries(consumer-static PRIVATE ioucontext::ioucontext-static)
+if(TARGET ioucontext::ioucontext-dns)
+	add_executable(consumer-dns consumer-dns.c)
+	target_link_libraries(consumer-dns PRIVATE ioucontext::ioucontext-dns)
+	add_executable(consumer-dns-static consumer-dns.c)
+	target_link_libraries(consumer-dns-static PRIVATE ioucontext::ioucontext-dns-static)
+endif()
 CMAKE
 gen=()
 if command -v ninja >/dev/null; then
@@ -138,6 +144,12 @@ found=$(sed -n 's/^ioucontext_DIR:[A-Z]*=//p' "$tmp/cmake-build/CMakeCache.txt")
 [[ $found == "$libdir/cmake/ioucontext" ]] || fail "find_package used '$found'"
 check_output "$tmp/cmake-build/consumer-shared"
 check_output "$tmp/cmake-build/consumer-static"
+for dns in consumer-dns consumer-dns-static; do
+	if [[ -e $libdir/libioucontext-dns.so ]]; then
+		[[ -x $tmp/cmake-build/$dns ]] || fail "find_package did not build $dns"
+		[[ $("$tmp/cmake-build/$dns") == "No such name" ]] || fail "$dns failed"
+	fi
+done
 
 step "exported symbols"
 nm -D --defined-only "$libdir/libioucontext.so" | awk '$2 != "A" { print $3 }' |
@@ -149,5 +161,26 @@ if grep -Ev '^(reactor_|fiber_|iou_[a-z])' "$tmp/exports" >"$tmp/bad"; then
 	fail "libioucontext.so exports names outside reactor_/fiber_/iou_"
 fi
 echo "$(wc -l <"$tmp/exports") symbols exported, all public"
+
+if [[ -e $libdir/libioucontext-dns.so ]]; then
+	step "libioucontext-dns: pkg-config ioucontext-dns, exports"
+	[[ -e $libdir/pkgconfig/ioucontext-dns.pc ]] || fail "ioucontext-dns.pc not installed"
+	[[ -f $prefix/include/ioucontext/dns.h ]] || fail "dns.h not installed"
+	read -ra dlibs <<<"$(pkg-config --libs ioucontext-dns)"
+	"$cc" "${strict[@]}" "${san[@]}" "${cflags[@]}" "$here/consumer-dns.c" \
+		-o "$tmp/dns" "${dlibs[@]}"
+	out=$(LD_LIBRARY_PATH=$libdir "$tmp/dns") || fail "dns consumer exited with $?"
+	[[ $out == "No such name" ]] || fail "dns consumer printed '$out'"
+	# The core alone never pulls c-ares in.
+	deps=$(readelf -d "$libdir/libioucontext.so")
+	[[ $deps != *libcares* ]] || fail "libioucontext.so needs libcares"
+	nm -D --defined-only "$libdir/libioucontext-dns.so" | awk '$2 != "A" { print $3 }' |
+		sed 's/@.*//' | sort -u >"$tmp/dns-exports"
+	if grep -Ev '^iou_dns_' "$tmp/dns-exports" >"$tmp/bad"; then
+		cat "$tmp/bad" >&2
+		fail "libioucontext-dns.so exports names outside iou_dns_"
+	fi
+	echo "$(wc -l <"$tmp/dns-exports") DNS symbols exported, all iou_dns_*"
+fi
 
 echo "install test: OK (ioucontext $version)"
