@@ -344,6 +344,10 @@ static int channel_open(struct engine *e)
 		o.tries = e->opts.tries;
 		mask |= ARES_OPT_TRIES;
 	}
+	if (!e->opts.hosts_file) {
+		o.lookups = (char *)"b"; /* DNS only */
+		mask |= ARES_OPT_LOOKUPS;
+	}
 	e->gen++;
 	ret = ares_init_options(&e->chan, &o, mask);
 	if (ret != ARES_SUCCESS)
@@ -642,6 +646,7 @@ API void iou_dns_options_init(struct iou_dns_options *opts)
 		return;
 	memset(opts, 0, sizeof(*opts));
 	opts->search = true;
+	opts->hosts_file = true;
 }
 
 API int iou_dns_configure(struct reactor *r, const struct iou_dns_options *opts)
