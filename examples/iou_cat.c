@@ -31,6 +31,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "signals.h"
 #include <ioucontext/ioucontext.h>
 
 /*
@@ -564,7 +565,7 @@ static void *watcher(void *arg)
 	struct cat *c = arg;
 	struct signalfd_siginfo si;
 
-	if (iou_read(c->r, c->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+	if (example_read_signal(c->r, c->sigfd, &si) == (ssize_t)sizeof(si)) {
 		c->signo = (int)si.ssi_signo;
 		fiber_cancel(c->copier);
 	}
@@ -674,7 +675,7 @@ int main(int argc, char **argv)
 	}
 	/* A vanished reader shows up as -EPIPE from the write, not as death. */
 	signal(SIGPIPE, SIG_IGN);
-	c.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	c.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (c.sigfd < 0) {
 		perror("iou_cat: signalfd");
 		return 1;

@@ -62,6 +62,7 @@
 #include <threads.h>
 #include <unistd.h>
 
+#include "signals.h"
 #include <ioucontext/ioucontext.h>
 
 #define DEFAULT_PORT 12345
@@ -559,7 +560,7 @@ static void *await_signal(void *arg)
 {
 	struct waits *m = arg;
 	struct signalfd_siginfo si;
-	ssize_t ret = iou_read(m->srv->workers[0].r, m->sigfd, &si, sizeof(si));
+	ssize_t ret = example_read_signal(m->srv->workers[0].r, m->sigfd, &si);
 
 	if (ret < 0 && ret != -ECANCELED)
 		worker_fail(&m->srv->workers[0], "reading the signalfd", (int)ret);
@@ -732,7 +733,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0 ||
-	    (sigfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+	    (sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
 		perror("iou_port7: signalfd");
 		return 1;
 	}

@@ -34,6 +34,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "signals.h"
 #include <ioucontext/ioucontext.h>
 
 /* Width of one output column: room for 9,999,999 s of uptime and a gap. */
@@ -235,7 +236,7 @@ static void *watch_signals(void *arg)
 {
 	struct program *p = arg;
 	struct signalfd_siginfo si;
-	ssize_t ret = iou_read(p->r, p->sigfd, &si, sizeof(si));
+	ssize_t ret = example_read_signal(p->r, p->sigfd, &si);
 
 	if (ret == -ECANCELED)
 		return NULL; /* the timers are done */
@@ -389,7 +390,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0 ||
-	    (p.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+	    (p.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
 		fprintf(stderr, "iou_timers: signalfd: %s\n", strerror(errno));
 		free(p.timers);
 		return 1;

@@ -26,11 +26,13 @@
  */
 #define _GNU_SOURCE
 #include <ares.h>
+#include <ares_nameser.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <threads.h>
 
@@ -66,6 +68,8 @@ struct req {
 	int status;		 /* ARES_* from the callback */
 	struct ares_addrinfo *ai; /* forward result */
 	char *name;		 /* reverse result */
+	unsigned char addr[16];	 /* reverse: the address asked about */
+	int addrlen, family;
 	struct req *next;	 /* e->queue link */
 };
 
@@ -81,6 +85,7 @@ struct engine {
 	struct fiber *timer;	  /* the timer fiber once it runs */
 	bool timer_alive;	  /* spawned and not yet exited */
 	unsigned inflight;	  /* queries in c-ares */
+	unsigned abandoned;	  /* of those, how many nobody waits for */
 	struct req *queue_head, *queue_tail; /* lookups waiting for a turn */
 };
 
@@ -174,6 +179,8 @@ static void finished(struct req *q, int status)
 	struct engine *e = q->e;
 
 	e->inflight--;
+	if (q->abandoned)
+		e->abandoned--;
 	if (!e->dying)
 		admit_next(e);
 	if (q->abandoned || e->dying) {
@@ -197,19 +204,24 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
 	finished(q, status);
 }
 
-static void on_host(void *arg, int status, int timeouts, struct hostent *h)
+/* A PTR answer: the first name in it. */
+static void on_ptr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct req *q = arg;
+	struct hostent *h = NULL;
 
 	(void)timeouts;
 	if (status == ARES_SUCCESS) {
-		if (h && h->h_name) {
+		status = ares_parse_ptr_reply(abuf, alen, q->addr, q->addrlen, q->family, &h);
+		if (status == ARES_SUCCESS && h && h->h_name) {
 			q->name = strdup(h->h_name);
 			if (!q->name)
 				status = ARES_ENOMEM;
-		} else {
+		} else if (status == ARES_SUCCESS) {
 			status = ARES_ENODATA;
 		}
+		if (h)
+			ares_free_hostent(h);
 	}
 	finished(q, status);
 }
@@ -292,10 +304,10 @@ static void *timer_main(void *arg)
 {
 	struct engine *e = arg;
 	struct reactor *r = e->r;
-	unsigned gen = e->gen;
 
+	/* Serves whichever channel is open: configure may replace it meanwhile. */
 	e->timer = fiber_self(r);
-	while (e->open && e->gen == gen && e->inflight > 0) {
+	while (e->open && e->inflight > 0) {
 		struct timeval tv, *tvp = ares_timeout(e->chan, NULL, &tv);
 		int64_t until = IOU_DEADLINE_NEVER;
 		int ret;
@@ -305,7 +317,7 @@ static void *timer_main(void *arg)
 		ret = fiber_park(r, until);
 		if (ret < 0)
 			break;
-		if (ret == 0 && e->open && e->gen == gen)
+		if (ret == 0 && e->open)
 			ares_process_fd(e->chan, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 	}
 	e->timer = NULL;
@@ -335,7 +347,12 @@ static int channel_open(struct engine *e)
 	memset(&o, 0, sizeof(o));
 	o.sock_state_cb = sock_state;
 	o.sock_state_cb_data = e;
-	o.flags = e->opts.search ? 0 : ARES_FLAG_NOSEARCH;
+	/*
+	 * NOCHECKRESP: c-ares 1.18 otherwise turns SERVFAIL, REFUSED and
+	 * NOTIMP answers into "could not contact" once every server said so;
+	 * with it, the first such answer is reported as what it is.
+	 */
+	o.flags = (e->opts.search ? 0 : ARES_FLAG_NOSEARCH) | ARES_FLAG_NOCHECKRESP;
 	if (e->opts.timeout_ms > 0) {
 		o.timeout = e->opts.timeout_ms;
 		mask |= ARES_OPT_TIMEOUTMS;
@@ -467,16 +484,46 @@ static void start(struct engine *e, struct req *q, struct call *c)
 				h.ai_flags |= ARES_AI_NUMERICSERV;
 		}
 		ares_getaddrinfo(e->chan, c->name, c->service, &h, on_addrinfo, q);
-	} else if (c->addr->sa_family == AF_INET) {
-		const struct sockaddr_in *s = (const void *)c->addr;
-
-		ares_gethostbyaddr(e->chan, &s->sin_addr, sizeof(s->sin_addr), AF_INET, on_host, q);
 	} else {
-		const struct sockaddr_in6 *s = (const void *)c->addr;
+		/* The PTR query itself: c-ares's gethostbyaddr reports every failure as "not found". */
+		char qname[80];
+		size_t n = 0;
 
-		ares_gethostbyaddr(e->chan, &s->sin6_addr, sizeof(s->sin6_addr), AF_INET6, on_host,
-				   q);
+		if (q->family == AF_INET) {
+			for (int i = 3; i >= 0; i--)
+				n += (size_t)snprintf(qname + n, sizeof(qname) - n, "%u.", q->addr[i]);
+			snprintf(qname + n, sizeof(qname) - n, "in-addr.arpa");
+		} else {
+			for (int i = 15; i >= 0; i--)
+				n += (size_t)snprintf(qname + n, sizeof(qname) - n, "%x.%x.",
+						      q->addr[i] & 0xf, q->addr[i] >> 4);
+			snprintf(qname + n, sizeof(qname) - n, "ip6.arpa");
+		}
+		ares_query(e->chan, qname, ns_c_in, ns_t_ptr, on_ptr, q);
 	}
+}
+
+/* The hosts file's first name for an address, as c-ares would find it. */
+static char *hosts_name(const struct req *q)
+{
+	FILE *fp = fopen("/etc/hosts", "re");
+	char line[1024], *found = NULL;
+
+	if (!fp)
+		return NULL;
+	while (!found && fgets(line, sizeof(line), fp)) {
+		unsigned char bin[16];
+		char *save, *addr = strtok_r(line, " \t\r\n", &save), *name;
+
+		if (!addr || addr[0] == '#' || inet_pton(q->family, addr, bin) != 1 ||
+		    memcmp(bin, q->addr, (size_t)q->addrlen))
+			continue;
+		name = strtok_r(NULL, " \t\r\n", &save);
+		if (name && name[0] != '#')
+			found = strdup(name);
+	}
+	fclose(fp);
+	return found;
 }
 
 /* The lookup itself, in a fiber. */
@@ -498,6 +545,24 @@ static int lookup_in_fiber(struct call *c)
 	q->e = e;
 	q->kind = c->kind;
 	q->f = fiber_self(r);
+	if (c->kind == REQ_REVERSE) {
+		q->family = c->addr->sa_family;
+		if (q->family == AF_INET) {
+			q->addrlen = 4;
+			memcpy(q->addr, &((const struct sockaddr_in *)(const void *)c->addr)->sin_addr, 4);
+		} else {
+			q->addrlen = 16;
+			memcpy(q->addr, &((const struct sockaddr_in6 *)(const void *)c->addr)->sin6_addr,
+			       16);
+		}
+		if (e->opts.hosts_file) {
+			q->name = hosts_name(q);
+			if (q->name) {
+				c->q = q;
+				return 0;
+			}
+		}
+	}
 	if (e->inflight >= IOU_DNS_MAX_INFLIGHT || e->queue_head) {
 		q->queued = true;
 		if (e->queue_tail)
@@ -539,6 +604,7 @@ static int lookup_in_fiber(struct call *c)
 		ret = fiber_park(r, IOU_DEADLINE_NEVER);
 		if (ret < 0 && !q->done) {
 			q->abandoned = true; /* the callback will free it */
+			e->abandoned++;
 			return ret;
 		}
 	}
@@ -576,7 +642,19 @@ static int run(struct call *c)
 	if (ret < 0)
 		return ret;
 	ret = fiber_join(f, NULL);
-	return ret < 0 ? ret : c->ret;
+	if (ret < 0) {
+		/*
+		 * Our own deadline or cancel ended the join: the lookup fiber
+		 * must not outlive @c, which is on our stack.
+		 */
+		int64_t d = fiber_set_deadline(c->r, IOU_DEADLINE_NEVER);
+
+		fiber_cancel(f);
+		fiber_join(f, NULL);
+		fiber_set_deadline(c->r, d);
+		return c->q ? 0 : ret;
+	}
+	return c->ret;
 }
 
 static int check_reactor(struct reactor *r)
@@ -640,6 +718,70 @@ static int convert(const struct ares_addrinfo *ai, bool canon, struct addrinfo *
 	return 0;
 }
 
+/* A port: 1 to 65535 in decimal digits only. */
+static bool port_valid(const char *s, size_t n)
+{
+	unsigned long v = 0;
+
+	if (n == 0 || n > 5)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+static bool addr_valid(int family, const char *s, size_t n)
+{
+	char buf[INET6_ADDRSTRLEN];
+	unsigned char bin[sizeof(struct in6_addr)];
+
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(family, buf, bin) == 1;
+}
+
+/*
+ * c-ares 1.18's parser accepts malformed lists ("[::1", "host:99999"): check
+ * each entry ourselves.  Forms: V4, V4:PORT, V6, [V6], [V6]:PORT.
+ */
+static bool servers_valid(const char *list)
+{
+	while (*list) {
+		size_t n = strcspn(list, ",");
+		const char *s = list, *colon;
+
+		if (n == 0)
+			return false;
+		if (s[0] == '[') {
+			const char *close = memchr(s, ']', n);
+
+			if (!close || !addr_valid(AF_INET6, s + 1, (size_t)(close - s - 1)))
+				return false;
+			if (close + 1 != s + n &&
+			    (close[1] != ':' || !port_valid(close + 2, (size_t)(s + n - close - 2))))
+				return false;
+		} else if ((colon = memchr(s, ':', n)) && memchr(colon + 1, ':', (size_t)(s + n - colon - 1))) {
+			if (!addr_valid(AF_INET6, s, n))
+				return false;
+		} else if (colon) {
+			if (!addr_valid(AF_INET, s, (size_t)(colon - s)) ||
+			    !port_valid(colon + 1, (size_t)(s + n - colon - 1)))
+				return false;
+		} else if (!addr_valid(AF_INET, s, n)) {
+			return false;
+		}
+		list += n;
+		if (*list == ',' && *++list == '\0')
+			return false;
+	}
+	return true;
+}
+
 API void iou_dns_options_init(struct iou_dns_options *opts)
 {
 	if (!opts)
@@ -665,8 +807,11 @@ API int iou_dns_configure(struct reactor *r, const struct iou_dns_options *opts)
 	e = reactor_ext_get(r, &slot_key);
 	if (!e)
 		return ret;
-	if (e->inflight > 0 || e->queue_head)
+	/* Queries given up on only wait for c-ares: closing ends them. */
+	if (e->inflight > e->abandoned || e->queue_head)
 		return -EBUSY;
+	if (opts->servers && !servers_valid(opts->servers))
+		return IOU_EDNS_CONFIG;
 	if (opts->servers) {
 		servers = strdup(opts->servers);
 		if (!servers)
@@ -699,6 +844,10 @@ API int iou_dns_lookup(struct reactor *r, const char *name, const char *service,
 	if (!name || !out)
 		return -EINVAL;
 	*out = NULL;
+	if (service && service[0] >= '0' && service[0] <= '9' &&
+	    strspn(service, "0123456789") == strlen(service) &&
+	    !port_valid(service, strlen(service)) && strcmp(service, "0") != 0)
+		return IOU_EDNS_BADSERVICE;
 	ret = run(&c);
 	if (ret < 0)
 		return ret;
