@@ -181,8 +181,12 @@ static void finished(struct req *q, int status)
 	e->inflight--;
 	if (q->abandoned)
 		e->abandoned--;
-	if (!e->dying)
+	if (!e->dying) {
 		admit_next(e);
+		/* Nothing left to time out: let the timer fiber end, and reactor_run() return. */
+		if (e->inflight == 0 && e->timer)
+			fiber_unpark(e->timer);
+	}
 	if (q->abandoned || e->dying) {
 		if (q->ai)
 			ares_freeaddrinfo(q->ai);
