@@ -44,21 +44,9 @@ elif [[ -n ${IOU_SANITIZE:-} ]]; then
 	scale=3
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iou-dns-test.XXXXXX")
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-checks=0
-ok() {
-	checks=$((checks + 1))
-	echo "ok $checks - $*"
-}
 fail() {
 	echo "not ok - $*"
 	for f in "$tmp"/*.err "$tmp"/*.diff "$tmp"/dnsmasq.log; do

@@ -39,21 +39,9 @@ command -v socat >/dev/null || {
 	exit 77
 }
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-checks=0
-ok() {
-	checks=$((checks + 1))
-	echo "ok $checks - $*"
-}
 fail() {
 	echo "not ok - $*"
 	for f in "$tmp"/*.err "$tmp"/*.out; do

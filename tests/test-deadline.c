@@ -19,7 +19,7 @@
 
 #include <ioucontext/ioucontext.h>
 
-#include "harness.h"
+#include "ops-harness.h"
 
 #define SENTINEL 0xAA
 
@@ -361,28 +361,9 @@ static int staged_body(void)
 	return 0;
 }
 
-static int thread_result;
-
-static int run_staged(void *arg)
-{
-	(void)arg;
-	thread_result = staged_body();
-	return 0;
-}
-
-static int in_thread(thrd_start_t fn)
-{
-	thrd_t t;
-
-	thread_result = -1;
-	ASSERT_EQ(thrd_create(&t, fn, NULL), thrd_success);
-	ASSERT_EQ(thrd_join(t, NULL), thrd_success);
-	return thread_result;
-}
-
 static int test_staged_operations_are_interrupted(void)
 {
-	return in_thread(run_staged);
+	return test_in_thread(staged_body);
 }
 
 /* ---- teardown with operations in flight ------------------------------------ */
@@ -431,16 +412,9 @@ static int teardown_body(void)
 	return 0;
 }
 
-static int run_teardown(void *arg)
-{
-	(void)arg;
-	thread_result = teardown_body();
-	return 0;
-}
-
 static int test_destroy_cancels_operations_in_flight(void)
 {
-	return in_thread(run_teardown);
+	return test_in_thread(teardown_body);
 }
 
 TEST_MAIN(T(test_read_times_out_and_consumes_nothing), T(test_deadline_now_does_not_wait),

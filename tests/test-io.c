@@ -36,7 +36,7 @@
 
 #include <ioucontext/ioucontext.h>
 
-#include "harness.h"
+#include "ops-harness.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -112,53 +112,6 @@ static bool all_bytes(const unsigned char *p, size_t n, unsigned char v)
 	return true;
 }
 
-/* A test body, run once outside any fiber and once inside one. */
-typedef int body_fn(struct reactor *r);
-
-struct body_call {
-	body_fn *fn;
-	int rc; /* the body's result inside the fiber */
-};
-
-static void *body_fiber(void *arg)
-{
-	struct body_call *c = arg;
-
-	FIBER_CHECK(fiber_self(reactor_get()) != NULL);
-	c->rc = c->fn(reactor_get());
-	return NULL;
-}
-
-/*
- * Run @fn from the thread's own context (as main does before reactor_run),
- * then from a fiber; both runs must pass and leave the reactor idle.
- */
-static int in_both_contexts(body_fn *fn)
-{
-	struct reactor *r = reactor_get();
-	struct body_call c = { .fn = fn, .rc = -1 };
-	int rc;
-
-	ASSERT_TRUE(r != NULL);
-	ASSERT_PTR_EQ(fiber_self(r), NULL);
-	rc = fn(r);
-	/* A body that failed halfway must not leave its deadline behind. */
-	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
-	if (rc) {
-		fprintf(stderr, "  (failed in the thread's own context)\n");
-		return 1;
-	}
-	ASSERT_TRUE(!reactor_runnable(r));
-	ASSERT_EQ(fiber_spawn(r, body_fiber, &c, NULL), 0);
-	ASSERT_EQ(reactor_run(r), 0);
-	if (c.rc) {
-		fprintf(stderr, "  (failed inside a fiber)\n");
-		return 1;
-	}
-	ASSERT_TRUE(!reactor_runnable(r));
-	ASSERT_NO_FIBER_FAILURES();
-	return 0;
-}
 
 /* The other end of a pipe, run as a fiber by the tests below. */
 struct peer {
@@ -1428,31 +1381,7 @@ static int test_null_reactor(void)
 	return in_both_contexts(body_null_reactor);
 }
 
-/* A thread that creates its reactor, hands it over and waits to be released. */
-struct foreign {
-	mtx_t lock;
-	cnd_t cond;
-	struct reactor *r; /* the thread's reactor */
-	bool ready;	   /* @r is set */
-	bool release;	   /* the thread may exit (its reactor with it) */
-};
-
 static struct reactor *foreign_r;
-
-static int foreign_main(void *arg)
-{
-	struct foreign *fo = arg;
-	struct reactor *r = reactor_get();
-
-	mtx_lock(&fo->lock);
-	fo->r = r;
-	fo->ready = true;
-	cnd_broadcast(&fo->cond);
-	while (!fo->release)
-		cnd_wait(&fo->cond, &fo->lock);
-	mtx_unlock(&fo->lock);
-	return r ? 0 : 1;
-}
 
 static int body_foreign_reactor(struct reactor *r)
 {
@@ -1462,30 +1391,14 @@ static int body_foreign_reactor(struct reactor *r)
 
 static int test_foreign_reactor(void)
 {
-	struct foreign fo = { .r = NULL };
-	thrd_t t;
-	int rc, res = -1;
+	struct test_foreign fo;
+	int rc;
 
-	ASSERT_EQ(mtx_init(&fo.lock, mtx_plain), thrd_success);
-	ASSERT_EQ(cnd_init(&fo.cond), thrd_success);
-	ASSERT_EQ(thrd_create(&t, foreign_main, &fo), thrd_success);
-	mtx_lock(&fo.lock);
-	while (!fo.ready)
-		cnd_wait(&fo.cond, &fo.lock);
-	mtx_unlock(&fo.lock);
+	ASSERT_EQ(test_foreign_start(&fo), 0);
 	foreign_r = fo.r;
-
 	rc = foreign_r && foreign_r != reactor_get() ? in_both_contexts(body_foreign_reactor) : 1;
-
-	mtx_lock(&fo.lock);
-	fo.release = true;
-	cnd_broadcast(&fo.cond);
-	mtx_unlock(&fo.lock);
-	ASSERT_EQ(thrd_join(t, &res), thrd_success);
 	foreign_r = NULL;
-	cnd_destroy(&fo.cond);
-	mtx_destroy(&fo.lock);
-	ASSERT_EQ(res, 0);
+	ASSERT_EQ(test_foreign_stop(&fo), 0);
 	ASSERT_EQ(rc, 0);
 	return 0;
 }

@@ -25,29 +25,10 @@
 
 #include <ioucontext/ioucontext.h>
 
-#include "harness.h"
+#include "ops-harness.h"
 
 #define FIBERS 1000
 #define ROUNDS 10
-
-static int thread_result;
-
-static int run_body(void *arg)
-{
-	thread_result = ((int (*)(void))arg)();
-	return 0;
-}
-
-/* Run @body in a new thread, whose reactor it creates itself. */
-static int in_new_thread(int (*body)(void))
-{
-	thrd_t t;
-
-	thread_result = -1;
-	ASSERT_EQ(thrd_create(&t, run_body, (void *)body), thrd_success);
-	ASSERT_EQ(thrd_join(t, NULL), thrd_success);
-	return thread_result;
-}
 
 static struct reactor *small_reactor(unsigned entries)
 {
@@ -100,7 +81,7 @@ static int fifo_body(void)
 
 static int test_wait_queue_is_fifo(void)
 {
-	return in_new_thread(fifo_body);
+	return test_in_thread(fifo_body);
 }
 
 /* Each fiber reads its own records from a file; every byte is checked. */
@@ -157,7 +138,7 @@ static int results_body(void)
 
 static int test_small_ring_correct_results(void)
 {
-	return in_new_thread(results_body);
+	return test_in_thread(results_body);
 }
 
 /* ---- CQ overflow ------------------------------------------------------------- */
@@ -204,7 +185,7 @@ static int overflow_body(void)
 
 static int test_cq_overflow_loses_nothing(void)
 {
-	return in_new_thread(overflow_body);
+	return test_in_thread(overflow_body);
 }
 
 /* ---- idle means blocked in the kernel --------------------------------------- */
@@ -378,7 +359,7 @@ static int fallback_body(void)
 
 static int test_missing_opcodes_fall_back_or_fail_cleanly(void)
 {
-	return in_new_thread(fallback_body);
+	return test_in_thread(fallback_body);
 }
 
 TEST_MAIN(T(test_wait_queue_is_fifo), T(test_small_ring_correct_results),

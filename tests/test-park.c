@@ -12,7 +12,7 @@
 
 #include <ioucontext/ioucontext.h>
 
-#include "harness.h"
+#include "ops-harness.h"
 
 static struct fiber *parked_fiber;
 static int park_result;
@@ -147,22 +147,9 @@ static int ext_body(void)
 	return 0;
 }
 
-static int thread_result;
-
-static int run_ext(void *arg)
-{
-	(void)arg;
-	thread_result = ext_body();
-	return 0;
-}
-
 static int test_ext_slots(void)
 {
-	thrd_t t;
-
-	ASSERT_EQ(thrd_create(&t, run_ext, NULL), thrd_success);
-	ASSERT_EQ(thrd_join(t, NULL), thrd_success);
-	return thread_result;
+	return test_in_thread(ext_body);
 }
 
 /* ---- iou_strerror ------------------------------------------------------------ */

@@ -105,6 +105,19 @@ struct iou__op {
 	struct io_uring_sqe sqe;   /* staging copy while no ring slot is free */
 };
 
+/*
+ * What an operation's caller gets: its real result, unless a deadline or
+ * cancel interrupted it and the kernel reports it cancelled.
+ */
+static inline int iou__op_result(const struct iou__op *op)
+{
+	int why = op->wait.why;
+
+	if (why && (op->res == -ECANCELED || op->res == -EINTR || op->res == why))
+		return why;
+	return op->res;
+}
+
 /* A doubly linked FIFO of operations. */
 struct iou__opq {
 	struct iou__op *head, *tail;

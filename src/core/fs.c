@@ -14,9 +14,12 @@
 
 #include "op.h"
 
-static inline bool bad_dirfd(int dirfd)
+/* A directory descriptor and a path, as every *at call takes them. */
+static inline int path_args(int dirfd, const char *path)
 {
-	return dirfd < 0 && dirfd != AT_FDCWD;
+	if (dirfd < 0 && dirfd != AT_FDCWD)
+		return -EBADF;
+	return path ? 0 : -EFAULT;
 }
 
 /*
@@ -40,10 +43,9 @@ IOU_API int iou_openat(struct reactor *r, int dirfd, const char *path, int flags
 	struct iou__op op;
 	int ret;
 
-	if (bad_dirfd(dirfd))
-		return -EBADF;
-	if (!path)
-		return -EFAULT;
+	ret = path_args(dirfd, path);
+	if (ret < 0)
+		return ret;
 	ret = begin(r, IORING_OP_OPENAT, &op, &sqe);
 	if (ret)
 		return ret < 0 ? ret : iou__sys(openat(dirfd, path, flags, mode));
@@ -107,9 +109,10 @@ IOU_API int iou_statx(struct reactor *r, int dirfd, const char *path, int flags,
 	struct iou__op op;
 	int ret;
 
-	if (bad_dirfd(dirfd))
-		return -EBADF;
-	if (!path || !out)
+	ret = path_args(dirfd, path);
+	if (ret < 0)
+		return ret;
+	if (!out)
 		return -EFAULT;
 	ret = begin(r, IORING_OP_STATX, &op, &sqe);
 	if (ret)
@@ -161,10 +164,9 @@ IOU_API int iou_unlinkat(struct reactor *r, int dirfd, const char *path, int fla
 	struct iou__op op;
 	int ret;
 
-	if (bad_dirfd(dirfd))
-		return -EBADF;
-	if (!path)
-		return -EFAULT;
+	ret = path_args(dirfd, path);
+	if (ret < 0)
+		return ret;
 	ret = begin(r, IORING_OP_UNLINKAT, &op, &sqe);
 	if (ret)
 		return ret < 0 ? ret : iou__sys(unlinkat(dirfd, path, flags));
@@ -177,11 +179,13 @@ IOU_API int iou_renameat(struct reactor *r, int olddirfd, const char *oldpath, i
 {
 	struct io_uring_sqe *sqe;
 	struct iou__op op;
-	int ret;
+	int ret, ret2;
 
-	if (bad_dirfd(olddirfd) || bad_dirfd(newdirfd))
-		return -EBADF;
-	if (!oldpath || !newpath)
+	ret = path_args(olddirfd, oldpath);
+	ret2 = path_args(newdirfd, newpath);
+	if (ret == -EBADF || ret2 == -EBADF)
+		return -EBADF; /* a bad descriptor is reported before a NULL path */
+	if (ret < 0 || ret2 < 0)
 		return -EFAULT;
 	ret = begin(r, IORING_OP_RENAMEAT, &op, &sqe);
 	if (ret)
@@ -197,10 +201,9 @@ IOU_API int iou_mkdirat(struct reactor *r, int dirfd, const char *path, mode_t m
 	struct iou__op op;
 	int ret;
 
-	if (bad_dirfd(dirfd))
-		return -EBADF;
-	if (!path)
-		return -EFAULT;
+	ret = path_args(dirfd, path);
+	if (ret < 0)
+		return ret;
 	ret = begin(r, IORING_OP_MKDIRAT, &op, &sqe);
 	if (ret)
 		return ret < 0 ? ret : iou__sys(mkdirat(dirfd, path, mode));

@@ -118,11 +118,8 @@ int iou__op_start(struct reactor *r, struct iou__op *op, struct io_uring_sqe *sq
  */
 int iou__op_finish(struct reactor *r, struct iou__op *op)
 {
-	int why = iou__wait(r, &op->wait);
-
-	if (why && (op->res == -ECANCELED || op->res == -EINTR || op->res == why))
-		return why;
-	return op->res;
+	iou__wait(r, &op->wait);
+	return iou__op_result(op);
 }
 
 int iou__op_run(struct reactor *r, struct iou__op *op, struct io_uring_sqe *sqe)

@@ -67,11 +67,7 @@ static inline unsigned iou__clamp_len(size_t len)
 				IOU__PARK(run_r_);                                          \
 			while (!run_op_->wait.done);                                        \
 			run_f_->wait = NULL;                                                \
-			run_ret_ = run_op_->res;                                            \
-			if (iou__unlikely(run_op_->wait.why) &&                             \
-			    (run_ret_ == -ECANCELED || run_ret_ == -EINTR ||                \
-			     run_ret_ == run_op_->wait.why))                                \
-				run_ret_ = run_op_->wait.why;                               \
+			run_ret_ = iou__op_result(run_op_);                                 \
 		}                                                                           \
 		run_ret_;                                                                   \
 	})
