@@ -5,11 +5,11 @@
 # markdown table next to the peers they are measured against and the targets
 # of the foundation issue.  Builds nothing: the build directory ($1, default
 # "build") must already hold bench/bench-switch, bench/bench-spawn,
-# bench/bench-sleepers, bench/bench-ops and, when Boost.Context was found,
+# bench/bench-sleepers, bench/bench-ops, bench/bench-chan and, when Boost.Context was found,
 # bench/boost-switch.
 # Each program is pinned to CPU 0 with taskset where that works.  The raw
 # output of every program goes to stderr as it runs, the table to stdout.  Counts can
-# be changed with BENCH_SWITCH_N, BENCH_SPAWN_N, BENCH_OPS_N and BENCH_SLEEPERS_N (the
+# be changed with BENCH_SWITCH_N, BENCH_SPAWN_N, BENCH_OPS_N, BENCH_CHAN_N and BENCH_SLEEPERS_N (the
 # sleepers run needs about 4 GiB of memory for its default 1,000,000).
 set -euo pipefail
 
@@ -18,6 +18,7 @@ switch_n=${BENCH_SWITCH_N:-10000000}
 spawn_n=${BENCH_SPAWN_N:-1000000}
 sleepers_n=${BENCH_SLEEPERS_N:-1000000}
 ops_n=${BENCH_OPS_N:-2000000}
+chan_n=${BENCH_CHAN_N:-2000000}
 
 if [[ ! -d $build ]]; then
 	echo "run-core.sh: no build directory '$build' (build first, see bench/README.md)" >&2
@@ -77,6 +78,7 @@ run boost-switch "$switch_n"
 run bench-spawn "$spawn_n"
 run bench-sleepers "$sleepers_n"
 run bench-ops "$ops_n"
+run bench-chan "$chan_n"
 echo >&2
 
 # val BENCH NAME: the value of the line "BENCH NAME VALUE", or empty.
@@ -117,6 +119,10 @@ ops_rs=$(val ops raw_serial_ns)
 ops_is=$(val ops iou_serial_ns)
 ops_rw=$(val ops raw_wide64_ns)
 ops_iw=$(val ops iou_wide64_ns)
+chan_pp=$(val chan pingpong)
+chan_y=$(val chan yield)
+mtx_u=$(val mutex uncontended)
+mtx_c11=$(val mutex c11_mtx)
 
 sleep_met() {
 	if [[ -n $valid && $valid != 1 ]]; then
@@ -139,3 +145,5 @@ echo "| sleeping fibers reached | $(or_dash "$reached") | — | — | ≥ 1,000,
 echo "| resident KiB per sleeping fiber | $(or_dash "$kib") | — | — | ≤ 8 KiB | $(sleep_met "$kib" "<=" 8) |"
 echo "| nop round trip, one in flight, vs raw liburing (ns) | $(or_dash "$ops_is") | $(or_dash "$ops_rs") | $(ratio "$ops_is" "$ops_rs") | — | — |"
 echo "| nop, 64 fibers vs raw batches of 64 (ns per op) | $(or_dash "$ops_iw") | $(or_dash "$ops_rw") | $(ratio "$ops_iw" "$ops_rw") | — | — |"
+echo "| channel ping-pong vs fiber_yield switch (ns per message) | $(or_dash "$chan_pp") | $(or_dash "$chan_y") | $(ratio "$chan_pp" "$chan_y") | — | — |"
+echo "| mutex lock+unlock, uncontended, vs C11 mtx_t (ns) | $(or_dash "$mtx_u") | $(or_dash "$mtx_c11") | $(ratio "$mtx_u" "$mtx_c11") | — | — |"

@@ -20,9 +20,18 @@ PACKAGES=(
 	libboost-context-dev
 	socat
 	openssl
+	libssl-dev
 	libc-ares-dev
 	dnsmasq-base
+	librust-rustls-dev
+	librust-rustls-pemfile-dev
 )
+
+# libioucontext-tls builds its Rust shim with cargo: any cargo on PATH (or
+# in ~/.cargo/bin) will do; Debian's own when there is none.
+if ! command -v cargo >/dev/null 2>&1 && [[ ! -x ${HOME:-/root}/.cargo/bin/cargo ]]; then
+	PACKAGES+=(cargo)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -6,7 +6,7 @@
  *
  *   -1 ... -4095         -errno (Linux's errno values)
  *   -10001 ... -10999    DNS (libioucontext-dns): IOU_EDNS_*
- *   -11001 ... -11999    TLS (libioucontext-tls): reserved
+ *   -11001 ... -11999    TLS (libioucontext-tls): IOU_ETLS_*
  */
 #ifndef IOUCONTEXT_ERROR_H
 #define IOUCONTEXT_ERROR_H
@@ -34,6 +34,29 @@ enum iou_dns_error {
 
 /** True if @err is in the DNS range. */
 #define IOU_IS_EDNS(err) ((err) <= -10001 && (err) >= -10999)
+
+/** TLS errors (see <ioucontext/tls.h>); iou_tls_reason() has the details. */
+enum iou_tls_error {
+	IOU_ETLS = -11001,		     /**< another TLS failure */
+	IOU_ETLS_CONFIG = -11002,	     /**< bad PEM, missing certificate or key, bad ALPN */
+	IOU_ETLS_CERT_UNKNOWN_ISSUER = -11003, /**< certificate not issued by a trusted CA */
+	IOU_ETLS_CERT_BAD_NAME = -11004,     /**< certificate not valid for the server name */
+	IOU_ETLS_CERT_EXPIRED = -11005,	     /**< certificate expired */
+	IOU_ETLS_CERT_NOT_YET_VALID = -11006, /**< certificate not valid yet */
+	IOU_ETLS_CERT_INVALID = -11007,	     /**< other certificate failure (encoding, signature, usage) */
+	IOU_ETLS_NO_CERT = -11008,	     /**< the peer sent no certificate where one is required */
+	IOU_ETLS_ALERT = -11009,	     /**< the peer sent a fatal alert */
+	IOU_ETLS_PROTOCOL = -11010,	     /**< not TLS, or a corrupt or unexpected message */
+	IOU_ETLS_INCOMPATIBLE = -11011,	     /**< no common protocol version, cipher suite or group */
+	IOU_ETLS_NO_ALPN = -11012,	     /**< no application protocol (ALPN) in common */
+	IOU_ETLS_TRUNCATED = -11013,	     /**< the peer closed the connection without close_notify */
+	IOU_ETLS_CLOSED = -11014,	     /**< writing after iou_tls_shutdown() */
+	IOU_ETLS_BAD_NAME = -11015,	     /**< server name unusable (empty, malformed, IP address) */
+	IOU_ETLS_INTERNAL = -11016,	     /**< unexpected failure inside the TLS engine */
+};
+
+/** True if @err is in the TLS range. */
+#define IOU_IS_ETLS(err) ((err) <= -11001 && (err) >= -11999)
 
 /**
  * iou_strerror() - a static, thread-safe description of @err, which may be

@@ -13,6 +13,8 @@
 #include <ioucontext/io.h>
 #include <ioucontext/net.h>
 #include <ioucontext/reactor.h>
+#include <ioucontext/sync.h>
+#include <ioucontext/thread.h>
 #include <ioucontext/version.h>
 
 #endif

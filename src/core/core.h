@@ -9,7 +9,9 @@
 #define IOU_CORE_H
 
 #include <liburing.h>
+#include <sched.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@
 #include <ioucontext/clock.h>
 #include <ioucontext/fiber.h>
 #include <ioucontext/reactor.h>
+#include <ioucontext/thread.h>
 
 #define IOU_API __attribute__((visibility("default")))
 #define iou__likely(x) __builtin_expect(!!(x), 1)
@@ -123,8 +126,20 @@ struct iou__opq {
 	struct iou__op *head, *tail;
 };
 
-/* user_data of our ASYNC_CANCEL requests; real records are never this. */
+/*
+ * Reserved user_data values.  Operation records are pointers, 8-aligned and
+ * never 0, so any value that is 0 or has one of the low three bits set is
+ * ours (or liburing's LIBURING_UDATA_TIMEOUT, all ones) and takes the
+ * reaper's slow path.
+ */
+#define IOU__UDATA_TAGS ((uint64_t)7)
+/* our ASYNC_CANCEL requests */
 #define IOU__UDATA_CANCEL ((uint64_t)1)
+/* a doorbell that arrived: a MSG_RING from another reactor, or the read of
+ * the mailbox's eventfd (fallback) completing (msg.c) */
+#define IOU__UDATA_MAIL ((uint64_t)2)
+/* low bits of a doorbell we sent: the rest is the target's mailbox (msg.c) */
+#define IOU__UDATA_BELL ((uint64_t)3)
 
 /*
  * Fiber life cycle.  Whether a live fiber is running, runnable or parked is
@@ -238,6 +253,21 @@ struct reactor {
 	reactor_cookie_eater *eat;
 	void *sched_lo;		/* the thread stack, for sanitizer annotations */
 	size_t sched_size;
+#if defined(IOU_TSAN)
+	void *tsan_sched;	/* TSan: the thread's own context as a fiber */
+#endif
+	/* Messaging between reactors (msg.c). */
+	struct reactor_ref *mbox; /* our mailbox, created on first use, or NULL */
+	struct iou__hook *hooks; /* run at teardown: remote waits to unregister */
+	unsigned rwaits;	/* remote waits registered (others can wake us) */
+	unsigned bells_out;	/* doorbells sent whose completion is not reaped */
+	struct iou__psend *sendq_head, *sendq_tail; /* reactor_post() callers
+						 * waiting for mailbox space, FIFO */
+	struct reactor_ref **owed; /* doorbells that found no SQE, to send */
+	unsigned nowed, owed_cap;
+	bool rearm;		/* fallback: the mailbox's eventfd read must be re-armed */
+	bool stop;		/* reactor_stop() arrived */
+	int vg_efd;		/* valgrind: eventfd registered with the ring, or -1 */
 };
 
 /* The calling thread's reactor, or NULL. */
@@ -306,6 +336,140 @@ void iou__stack_put(struct reactor *r, struct fiber *f);
 void iou__stacks_trim(struct reactor *r);
 int iou__overflow_handler_install(struct reactor *r);
 void iou__overflow_handler_release(struct reactor *r);
+
+/*
+ * Messaging between reactors (msg.c).
+ *
+ * A short spinlock for cross-thread objects (channels, remote joins, the
+ * mailbox's list of blocked senders).  Critical sections are a few dozen
+ * instructions; a waiter that spins too long yields the CPU.  Never a
+ * futex: the reactor thread blocks only in io_uring_enter.
+ */
+typedef struct {
+	atomic_bool held;
+} iou__spin;
+
+static inline void iou__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static inline void iou__spin_lock(iou__spin *s)
+{
+	unsigned n = 0;
+
+	while (atomic_exchange_explicit(&s->held, true, memory_order_acquire)) {
+		while (atomic_load_explicit(&s->held, memory_order_relaxed)) {
+			if (++n < 128)
+				iou__cpu_relax();
+			else
+				sched_yield();
+		}
+	}
+}
+
+static inline void iou__spin_unlock(iou__spin *s)
+{
+	atomic_store_explicit(&s->held, false, memory_order_release);
+}
+
+/* Something to do for a reactor's remote state when it is torn down. */
+struct iou__hook;
+typedef void iou__hook_fn(struct reactor *r, struct iou__hook *h);
+struct iou__hook {
+	struct iou__hook *prev, *next; /* r->hooks */
+	iou__hook_fn *fn;
+};
+
+struct iou__rwait;
+/* Take @rw off its object's waiter list; called with *rw->lock held. */
+typedef void iou__unlink_fn(struct iou__rwait *rw);
+
+/*
+ * A caller parked on an object other threads can complete (a cross-reactor
+ * channel, a remote join, a full mailbox).  Lives on the caller's stack.
+ * The object links it under the object's lock; a thread that completes it
+ * does so under that lock: unlinks it, sets @res and @served, and calls
+ * iou__rwake(), which hands it to the waiter's reactor through that
+ * reactor's mailbox (wake queue + doorbell).  The waiter's reactor owns
+ * @pending: set while a wake may be on its way, so that an interrupted
+ * waiter whose record was already unlinked keeps waiting for that wake
+ * rather than leave the record while another thread still holds it.
+ */
+struct iou__rwait {
+	struct iou__wait wait;	   /* what the caller parks on */
+	struct iou__hook hook;	   /* teardown: unlink from the object */
+	struct iou__rwait *wnext;  /* wake queue link (written by the waker) */
+	struct reactor_ref *mb;	   /* the waiter's reactor's mailbox */
+	iou__spin *lock;	   /* the object's lock */
+	iou__unlink_fn *unlink;	   /* the object's unlink */
+	void *obj;		   /* the object */
+	void *data;		   /* object-specific (the item to move) */
+	struct iou__rwait *prev, *next; /* the object's waiter list (under *lock) */
+	bool linked;		   /* in the object's list (under *lock) */
+	bool pending;		   /* linked, or a wake is on its way (owner only) */
+	bool served;		   /* the object completed it: @res is its result */
+	int res;
+};
+
+/* One message slot of a mailbox (a bounded MPSC ring, Vyukov-style). */
+struct iou__mslot {
+	_Atomic uint64_t seq; /* == position + 1: full; == position: free */
+	reactor_call_fn *fn;
+	void *arg;
+	uint64_t pad;
+};
+
+/*
+ * A reactor's mailbox, which is what a struct reactor_ref points to.
+ * Reference counted: the reactor holds one reference, every handle
+ * (reactor_ref_get()), group and doorbell in flight another, so that the
+ * memory and the descriptors in it outlive the reactor for as long as
+ * anyone can still post.  When the reactor goes, the mailbox is closed
+ * (IOU__MAIL_CLOSED in @tail): posts fail with -ESHUTDOWN.
+ */
+#define IOU__MAIL_CLOSED ((uint64_t)1 << 63)
+struct reactor_ref {
+	_Atomic long refs;
+	int ring_fd;	/* MSG_RING target: a dup of the owner's ring fd, or -1 */
+	int efd;	/* fallback: eventfd the owner keeps a read armed on, or -1 */
+	uint32_t mask;	/* slots - 1 */
+	/* written by senders */
+	_Alignas(64) _Atomic uint64_t tail; /* next position to claim; | CLOSED */
+	_Atomic int sleeping;		     /* owner is (about to be) blocked: ring */
+	_Atomic(struct iou__rwait *) wakeq;  /* remote waits to wake, LIFO */
+	/* the owner's */
+	_Alignas(64) uint64_t head;	     /* next position to consume */
+	_Atomic int nwant;		     /* want list non-empty */
+	iou__spin want_lock;
+	struct iou__rwait *want_head, *want_tail; /* senders waiting for space */
+	_Alignas(64) struct iou__mslot slots[];
+};
+
+int iou__mail_self(struct reactor *r);
+int iou__mail_new(unsigned slots, struct reactor_ref **out);
+int iou__mail_bind(struct reactor *r, struct reactor_ref *mb);
+void iou__mail_close(struct reactor *r, struct reactor_ref *mb);
+void iou__mail_put(struct reactor_ref *mb);
+bool iou__mail_sleep(struct reactor *r);
+void iou__mail_awake(struct reactor *r);
+bool iou__mail_reachable(const struct reactor *r);
+void iou__mail_poll(struct reactor *r);
+void iou__mail_cqe(struct reactor *r, const struct io_uring_cqe *cqe);
+int iou__mail_flush(struct reactor *r);
+void iou__mail_fini(struct reactor *r);
+void iou__mail_release(struct reactor *r);
+void iou__hook_add(struct reactor *r, struct iou__hook *h);
+void iou__hook_del(struct reactor *r, struct iou__hook *h);
+int iou__rwait_prepare(struct reactor *r, struct iou__rwait *rw, void *obj, iou__spin *lock,
+		       iou__unlink_fn *unlink, void *data);
+int iou__rwait_park(struct reactor *r, struct iou__rwait *rw);
+void iou__rwait_end(struct reactor *r, struct iou__rwait *rw);
+void iou__rwake(struct reactor *r, struct iou__rwait *rw, int res);
 
 /* pin.c */
 void iou__pin(struct reactor *r);

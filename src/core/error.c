@@ -27,6 +27,25 @@ static const char *const dns[] = {
 	[13] = "Bad resolver configuration",
 };
 
+static const char *const tls[] = {
+	[1] = "TLS failure",
+	[2] = "Bad TLS configuration",
+	[3] = "Certificate issuer unknown (not a trusted CA)",
+	[4] = "Certificate not valid for the server name",
+	[5] = "Certificate expired",
+	[6] = "Certificate not valid yet",
+	[7] = "Invalid certificate",
+	[8] = "Peer sent no certificate",
+	[9] = "Peer sent a fatal TLS alert",
+	[10] = "TLS protocol error",
+	[11] = "No TLS version or cipher suite in common",
+	[12] = "No application protocol (ALPN) in common",
+	[13] = "TLS connection truncated (closed without close_notify)",
+	[14] = "TLS connection already shut down",
+	[15] = "Unusable TLS server name",
+	[16] = "Internal TLS error",
+};
+
 IOU_API const char *iou_strerror(int err)
 {
 	static _Thread_local char unknown[40];
@@ -38,6 +57,11 @@ IOU_API const char *iou_strerror(int err)
 
 		if (i < (int)(sizeof(dns) / sizeof(dns[0])) && dns[i])
 			return dns[i];
+	} else if (IOU_IS_ETLS(err)) {
+		int i = -err - 11000;
+
+		if (i < (int)(sizeof(tls) / sizeof(tls[0])) && tls[i])
+			return tls[i];
 	} else if (err < 0 && err > -4096) {
 		const char *s = strerrordesc_np(-err);
 

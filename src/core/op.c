@@ -177,17 +177,26 @@ int iou__flush(struct reactor *r)
 	return 0;
 }
 
+/* A completion whose user_data is not an operation record (see core.h). */
+static void reserved(struct reactor *r, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+
+	if (ud == IOU__UDATA_CANCEL)
+		r->inflight--;
+	else if (ud == IOU__UDATA_MAIL || (ud & IOU__UDATA_TAGS) == IOU__UDATA_BELL)
+		iou__mail_cqe(r, cqe);
+	/* 0 and LIBURING_UDATA_TIMEOUT carry nothing of ours. */
+}
+
 static void complete(struct reactor *r, const struct io_uring_cqe *cqe)
 {
 	struct iou__op *op;
 
-	if (cqe->user_data == IOU__UDATA_CANCEL) {
-		r->inflight--;
+	if (iou__unlikely((cqe->user_data & IOU__UDATA_TAGS) || cqe->user_data == 0)) {
+		reserved(r, cqe);
 		return;
 	}
-	/* 0 and LIBURING_UDATA_TIMEOUT carry no operation of ours. */
-	if (cqe->user_data == 0 || cqe->user_data == LIBURING_UDATA_TIMEOUT)
-		return;
 	op = (struct iou__op *)(uintptr_t)cqe->user_data;
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		r->inflight--;

@@ -8,8 +8,16 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core.h"
+
+#if defined(IOU_HAVE_VALGRIND)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 _Thread_local struct reactor *iou__self __attribute__((tls_model("initial-exec")));
 
@@ -38,11 +46,16 @@ static void teardown(struct reactor *r)
 			e->fini(r, e->value);
 		free(e);
 	}
+	/* Messages: take our waits off other threads' objects, close the mailbox. */
+	iou__mail_fini(r);
 	iou__ops_drain(r);
 	iou__self = NULL;
 	if (key_ok)
 		tss_set(key, NULL);
 	io_uring_queue_exit(&r->ring);
+	iou__mail_release(r);
+	if (r->vg_efd >= 0)
+		close(r->vg_efd);
 	iou__stacks_fini(&r->stacks);
 	iou__timer_free(&r->timers);
 	iou__unpin(r);
@@ -154,6 +167,24 @@ static void disable_opcodes(struct reactor *r)
 	}
 }
 
+/*
+ * Under valgrind the reactor waits in ppoll() on an eventfd registered with
+ * the ring (see vg_wait() in sched.c).  Without one it waits in
+ * io_uring_enter as usual.
+ */
+static void vg_wait_setup(struct reactor *r)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	if (io_uring_register_eventfd(&r->ring, fd) < 0) {
+		close(fd);
+		return;
+	}
+	r->vg_efd = fd;
+}
+
 IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **out)
 {
 	struct reactor_options defaults;
@@ -187,6 +218,9 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	}
 	probe(r);
 	disable_opcodes(r);
+	r->vg_efd = -1;
+	if (RUNNING_ON_VALGRIND)
+		vg_wait_setup(r);
 	iou__stacks_init(&r->stacks, opts->fiber_pool);
 	ret = iou__switch_init(r);
 	if (ret < 0)
@@ -206,6 +240,8 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	*out = r;
 	return 0;
 fail:
+	if (r->vg_efd >= 0)
+		close(r->vg_efd);
 	iou__unpin(r);
 	iou__overflow_handler_release(r);
 	iou__stacks_fini(&r->stacks);

@@ -11,6 +11,8 @@
  * io_uring_enter until the earliest timer or the next completion.
  */
 #include <errno.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include "switch.h"
 
@@ -59,12 +61,18 @@ int iou__wait_until(struct reactor *r, struct iou__wait *w, int64_t until)
 	int64_t deadline = IOU_DEADLINE_NEVER;
 	int err = 0;
 
-	w->fiber = f;
+	/*
+	 * Not yet the fiber's: an interrupt right here wakes @w at once, and
+	 * must not queue the fiber that is running (it would be resumed again
+	 * later, at whatever it parked in next, even after it finished).
+	 */
+	w->fiber = NULL;
 	if (!w->hard) {
 		deadline = f ? f->deadline : r->deadline;
 		if (f && f->cancelled)
 			iou__interrupt(r, w, -ECANCELED);
 	}
+	w->fiber = f;
 	if (!w->done && (until != IOU_DEADLINE_NEVER || deadline != IOU_DEADLINE_NEVER)) {
 		t.deadline = until <= deadline ? until : deadline;
 		t.why = until <= deadline ? 0 : -ETIMEDOUT;
@@ -110,6 +118,37 @@ static void expire(struct reactor *r)
 }
 
 /*
+ * Under valgrind: wait in ppoll() on the eventfd registered with the ring
+ * instead of in io_uring_enter.  valgrind 3.19 keeps its big lock while a
+ * thread sits in io_uring_enter, so two reactors waiting for each other
+ * there would stall every thread; ppoll is a call it knows to release the
+ * lock for.  The registered eventfd is signalled for every completion and,
+ * with DEFER_TASKRUN, for deferred work (a MSG_RING, a poll wake-up), which
+ * a poll on the ring fd itself would report but not wake up for.
+ */
+static int vg_wait(struct reactor *r, const struct __kernel_timespec *tsp)
+{
+	struct pollfd p = { .fd = r->vg_efd, .events = POLLIN };
+	struct timespec ts, *tp = NULL;
+	uint64_t v;
+	int ret = io_uring_submit_and_get_events(&r->ring);
+
+	if (ret < 0 || io_uring_cq_ready(&r->ring) || io_uring_cq_has_overflow(&r->ring))
+		return ret;
+	if (tsp) {
+		ts.tv_sec = tsp->tv_sec;
+		ts.tv_nsec = tsp->tv_nsec;
+		tp = &ts;
+	}
+	if (ppoll(&p, 1, tp, NULL) < 0 && errno != EINTR)
+		return -errno;
+	if (read(r->vg_efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: the timeout, not a completion, ended the wait. */
+	}
+	return io_uring_submit_and_get_events(&r->ring);
+}
+
+/*
  * Submit what is queued, collect completions and fire due timers.  With
  * @block, wait in the kernel for a completion or the earliest timer first.
  * Makes no system call when nothing is queued or in flight and not blocking.
@@ -122,13 +161,14 @@ int iou__poll(struct reactor *r, bool block)
 	bool queued;
 	int ret = 0;
 
-	if (iou__unlikely(r->staged.head || r->cancelq.head)) {
+	if (iou__unlikely(r->staged.head || r->cancelq.head || r->nowed)) {
+		if (r->nowed)
+			iou__mail_flush(r);
 		ret = iou__flush(r);
 		if (ret < 0)
 			return ret;
 	}
 	t = iou__timer_first(&r->timers);
-	queued = io_uring_sq_ready(&r->ring) > 0;
 	if (block && t) {
 		int64_t left = t->deadline - iou_now();
 
@@ -140,10 +180,22 @@ int iou__poll(struct reactor *r, bool block)
 			tsp = &ts;
 		}
 	}
+	/* Announce the sleep to senders; mail already waiting cancels it. */
+	if (block && r->mbox && !iou__mail_sleep(r))
+		block = false;
+	queued = io_uring_sq_ready(&r->ring) > 0;
 	if (block) {
-		if (!t && !r->inflight && !queued)
+		if (!t && !r->inflight && !queued && !iou__mail_reachable(r)) {
+			if (r->mbox)
+				iou__mail_awake(r);
 			return -EDEADLK;
-		ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tsp, NULL);
+		}
+		if (iou__unlikely(r->vg_efd >= 0))
+			ret = vg_wait(r, tsp);
+		else
+			ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tsp, NULL);
+		if (r->mbox)
+			iou__mail_awake(r);
 	} else if (queued || r->inflight) {
 		ret = io_uring_submit_and_get_events(&r->ring);
 	}
@@ -154,6 +206,8 @@ int iou__poll(struct reactor *r, bool block)
 		return ret;
 	iou__reap(r);
 	expire(r);
+	if (r->mbox)
+		iou__mail_poll(r);
 	return 0;
 }
 

@@ -109,7 +109,7 @@ check_output "$tmp/pc-static"
 
 step "CMake find_package(ioucontext)"
 mkdir -p "$tmp/cmake-src"
-cp "$here/consumer.c" "$here/consumer-dns.c" "$tmp/cmake-src/"
+cp "$here/consumer.c" "$here/consumer-dns.c" "$here/consumer-tls.c" "$tmp/cmake-src/"
 cat >"$tmp/cmake-src/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.25)
 project(consumer LANGUAGES C)
@@ -125,6 +125,10 @@ if(TARGET ioucontext::ioucontext-dns)
 	target_link_libraries(consumer-dns PRIVATE ioucontext::ioucontext-dns)
 	add_executable(consumer-dns-static consumer-dns.c)
 	target_link_libraries(consumer-dns-static PRIVATE ioucontext::ioucontext-dns-static)
+endif()
+if(TARGET ioucontext::ioucontext-tls)
+	add_executable(consumer-tls consumer-tls.c)
+	target_link_libraries(consumer-tls PRIVATE ioucontext::ioucontext-tls)
 endif()
 CMAKE
 gen=()
@@ -181,6 +185,33 @@ if [[ -e $libdir/libioucontext-dns.so ]]; then
 		fail "libioucontext-dns.so exports names outside iou_dns_"
 	fi
 	echo "$(wc -l <"$tmp/dns-exports") DNS symbols exported, all iou_dns_*"
+fi
+
+if [[ -e $libdir/libioucontext-tls.so ]]; then
+	step "libioucontext-tls: pkg-config ioucontext-tls, CMake, exports"
+	ca=${IOU_TEST_SRCDIR:?}/tests/fixtures/tls/ca.pem
+	[[ -e $libdir/pkgconfig/ioucontext-tls.pc ]] || fail "ioucontext-tls.pc not installed"
+	[[ -f $prefix/include/ioucontext/tls.h ]] || fail "tls.h not installed"
+	[[ ! -e $prefix/include/ioucontext/iou_rustls.h && ! -e $prefix/include/iou_rustls.h ]] ||
+		fail "the shim's internal header was installed"
+	read -ra tlibs <<<"$(pkg-config --libs ioucontext-tls)"
+	"$cc" "${strict[@]}" "${san[@]}" "${cflags[@]}" "$here/consumer-tls.c" \
+		-o "$tmp/tls" "${tlibs[@]}"
+	out=$(LD_LIBRARY_PATH=$libdir "$tmp/tls" "$ca") || fail "tls consumer exited with $?"
+	[[ $out == "Certificate expired" ]] || fail "tls consumer printed '$out'"
+	[[ -x $tmp/cmake-build/consumer-tls ]] || fail "find_package did not build consumer-tls"
+	out=$("$tmp/cmake-build/consumer-tls" "$ca") || fail "CMake tls consumer exited with $?"
+	[[ $out == "Certificate expired" ]] || fail "CMake tls consumer printed '$out'"
+	# Neither the core nor the DNS library pulls the Rust code in.
+	deps=$(nm -D "$libdir/libioucontext.so")
+	[[ $deps != *iour_* && $deps != *rust* ]] || fail "libioucontext.so contains Rust code"
+	nm -D --defined-only "$libdir/libioucontext-tls.so" | awk '$2 != "A" { print $3 }' |
+		sed 's/@.*//' | sort -u >"$tmp/tls-exports"
+	if grep -Ev '^iou_tls_' "$tmp/tls-exports" >"$tmp/bad"; then
+		cat "$tmp/bad" >&2
+		fail "libioucontext-tls.so exports names outside iou_tls_ (the shim or Rust leaks)"
+	fi
+	echo "$(wc -l <"$tmp/tls-exports") TLS symbols exported, all iou_tls_*"
 fi
 
 echo "install test: OK (ioucontext $version)"
