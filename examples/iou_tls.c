@@ -4,10 +4,10 @@
  * the server sends to standard output, like "openssl s_client -quiet" but
  * with the server's certificate always verified.  HOST is resolved with
  * libioucontext-dns (c-ares); each address it gives is tried in order until
- * one connects, each connect bounded by --timeout, which then bounds the
- * handshake too.  The server name sent (SNI) and checked against the
- * certificate is --servername or else HOST, which must then be a DNS name:
- * rustls does not verify IP addresses.
+ * one connects.  --timeout bounds the lookup, each connect and the
+ * handshake, each on its own.  The server name sent (SNI) and checked
+ * against the certificate is --servername or else HOST, which must then be
+ * a DNS name: rustls does not verify IP addresses.
  *
  * After the handshake two fibers copy at once: "up" reads standard input
  * and writes it to the TLS stream, and at end of input sends close_notify
@@ -84,14 +84,13 @@ struct program {
 	char port[8];		/* PORT, or DEFAULT_PORT */
 	char label[280];	/* "HOST:PORT" ("[V6]:PORT") for messages */
 	const char *servername; /* --servername, or host */
-	int64_t timeout_ns;	/* connect and handshake bound; 0: none */
+	int64_t timeout_ns;	/* lookup, connect, handshake bound; 0: none */
 	double timeout_s;	/* the same, for messages */
 	bool verbose;		/* -v: describe the session on stderr */
 	struct iou_tls_config *cfg;
 
 	int fd;		       /* the connected socket, or -1 */
 	struct iou_tls *tls;   /* the session, or NULL */
-	bool established;      /* the handshake completed */
 	bool copying;	       /* up and down exist: a signal cancels them */
 	bool up_reading;       /* up is waiting for standard input */
 	bool up_broken;	       /* up was interrupted mid-write: no close_notify possible */
@@ -128,8 +127,9 @@ static const char usage_text[] =
 	"                          in order of preference\n"
 	"      --cert FILE         present this client certificate chain (PEM)\n"
 	"      --key FILE          its private key (PEM), with --cert\n"
-	"      --timeout SEC       bound each connect, and the handshake, to SEC\n"
-	"                          seconds (fractions allowed; default 10; 0: none)\n"
+	"      --timeout SEC       bound the name lookup, each connect and the\n"
+	"                          handshake to SEC seconds each (fractions allowed;\n"
+	"                          default 10; 0: no limit)\n"
 	"  -v, --verbose           describe the session on standard error (address,\n"
 	"                          TLS version, cipher suite, ALPN, server subject)\n"
 	"  -h, --help              display this help and exit\n"
@@ -429,7 +429,6 @@ static void *session(void *arg)
 			fail_tls(p, "handshake", ret);
 		goto out;
 	}
-	p->established = true;
 	if (p->verbose)
 		describe(p);
 

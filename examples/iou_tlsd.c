@@ -374,6 +374,17 @@ static void peer_name(int fd, char *buf, size_t size)
 
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
 		ss.ss_family = AF_UNSPEC;
+	/* An IPv4 client of a "::" socket is printed as IPv4. */
+	if (ss.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&ss)->sin6_addr)) {
+		struct sockaddr_in6 six = *(struct sockaddr_in6 *)&ss;
+		struct sockaddr_in *four = (struct sockaddr_in *)&ss;
+
+		memset(&ss, 0, sizeof(ss));
+		four->sin_family = AF_INET;
+		four->sin_port = six.sin6_port;
+		memcpy(&four->sin_addr, &six.sin6_addr.s6_addr[12], 4);
+	}
 	if (ss.ss_family == AF_INET6 &&
 	    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host)))
 		snprintf(buf, size, "[%s]:%u", host, (unsigned)get_port(&ss));

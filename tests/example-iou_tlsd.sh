@@ -441,24 +441,25 @@ else
 	echo "# skipping IPv6: no ::1"
 fi
 
-# valgrind 3.19 holds its global lock while a thread blocks in io_uring_enter.
-if $valgrind; then
-	echo "# skipping -t 2 under valgrind (a thread waiting in io_uring_enter stops the others)"
-else
-	start_server two -- "${ec[@]}" -a 127.0.0.1 -t 2
-	[[ $(cat "$tmp/two.out") == *"(tls, 2 threads)" ]] || fail "ready line: $(cat "$tmp/two.out")"
-	cpids=()
-	for i in $(seq 1 50); do
-		"$tls_client" --cafile "$certs/ca.pem" "localhost:$port" <"$tmp/m$i" \
-			>"$tmp/t$i.echo" 2>"$tmp/t$i.cerr" &
-		cpids+=($!)
-	done
-	for i in $(seq 1 50); do
-		wait "${cpids[$((i - 1))]}" && cmp -s "$tmp/m$i" "$tmp/t$i.echo" ||
-			fail "-t 2: client $i: $(cat "$tmp/t$i.cerr")"
-	done
-	ok "-t 2: 50 concurrent clients echoed intact"
-	stop_server two
-fi
+# valgrind 3.19 holds its global lock while a thread blocks in io_uring_enter,
+# so two threads that each wait in their ring stall one another for good:
+# under valgrind this one server runs without the wrapper.
+two_wrap=("${wrap[@]}")
+$valgrind && wrap=()
+start_server two -- "${ec[@]}" -a 127.0.0.1 -t 2
+wrap=("${two_wrap[@]}")
+[[ $(cat "$tmp/two.out") == *"(tls, 2 threads)" ]] || fail "ready line: $(cat "$tmp/two.out")"
+cpids=()
+for i in $(seq 1 50); do
+	"$tls_client" --cafile "$certs/ca.pem" "localhost:$port" <"$tmp/m$i" \
+		>"$tmp/t$i.echo" 2>"$tmp/t$i.cerr" &
+	cpids+=($!)
+done
+for i in $(seq 1 50); do
+	wait "${cpids[$((i - 1))]}" && cmp -s "$tmp/m$i" "$tmp/t$i.echo" ||
+		fail "-t 2: client $i: $(cat "$tmp/t$i.cerr")"
+done
+ok "-t 2$($valgrind && echo ' (not under valgrind)'): 50 concurrent clients echoed intact"
+stop_server two
 
 echo "# $checks checks passed"

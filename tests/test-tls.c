@@ -760,6 +760,70 @@ static int test_read_deadline_loses_nothing(void)
 	return 0;
 }
 
+/* A write cut short by its deadline ends writing, not reading. */
+#define BIG (4 << 20)
+
+static void big_write_with_deadline(struct side *s)
+{
+	struct reactor *r = reactor_get();
+	unsigned char *big = malloc(BIG);
+	char b[16];
+	ssize_t n;
+
+	if (s->hs < 0 || !big) {
+		free(big);
+		return;
+	}
+	memset(big, 'A', BIG);
+	fiber_set_deadline(r, iou_now() + 100 * IOU_MSEC);
+	FIBER_CHECK(iou_tls_write(s->t, big, BIG) == -ETIMEDOUT);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	free(big);
+	FIBER_CHECK(iou_tls_write(s->t, "x", 1) == -ETIMEDOUT);
+	FIBER_CHECK(iou_tls_flush(s->t) == -ETIMEDOUT);
+	n = iou_tls_read(s->t, b, sizeof(b));
+	FIBER_CHECK(n == 3 && memcmp(b, "bye", 3) == 0);
+	FIBER_CHECK(iou_tls_read(s->t, b, sizeof(b)) == 0);
+	shutdown(s->fd, SHUT_WR);
+}
+
+static void slow_drain(struct side *s)
+{
+	static unsigned char b[65536];
+	ssize_t n;
+
+	if (s->hs < 0)
+		return;
+	fiber_sleep(reactor_get(), 300 * IOU_MSEC);
+	FIBER_CHECK(iou_tls_write(s->t, "bye", 3) == 3);
+	FIBER_CHECK(iou_tls_shutdown(s->t) == 0);
+	s->result = 0;
+	while ((n = iou_tls_read(s->t, b, sizeof(b))) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			FIBER_CHECK(b[i] == 'A');
+		s->result += n;
+	}
+	/* The client never ended its stream cleanly. */
+	FIBER_CHECK(n == IOU_ETLS_TRUNCATED);
+}
+
+static int test_interrupted_write_ends_writing(void)
+{
+	struct side cl = { .cfg = client_cfg("ca.pem", NULL), .name = "localhost",
+			   .after = big_write_with_deadline };
+	struct side sv = { .cfg = server_cfg("server-ec.pem", "server-ec.key", NULL, NULL),
+			   .after = slow_drain };
+
+	ASSERT_EQ(run_pair(&cl, &sv), 0);
+	ASSERT_NO_FIBER_FAILURES();
+	ASSERT_GT(sv.result, 0);
+	ASSERT_LT(sv.result, BIG);
+	pair_end(&cl, &sv);
+	iou_tls_config_free(cl.cfg);
+	iou_tls_config_free(sv.cfg);
+	return 0;
+}
+
 /* Two readers on one connection take turns; one is cancelled meanwhile. */
 struct turns {
 	struct iou_tls *t;
@@ -901,5 +965,6 @@ TEST_MAIN(T(test_fixtures), T(test_strerror_names_every_code), T(test_config_err
 	  T(test_certificate_failures), T(test_insecure_accepts_anything),
 	  T(test_client_certificates), T(test_bulk_full_duplex),
 	  T(test_truncation_versus_clean_end), T(test_hostile_peers),
-	  T(test_read_deadline_loses_nothing), T(test_readers_take_turns),
+	  T(test_read_deadline_loses_nothing),
+	  T(test_interrupted_write_ends_writing), T(test_readers_take_turns),
 	  T(test_from_thread_context))

@@ -16,13 +16,12 @@
  * fiber-blocking calls like every operation: bounded by the caller's
  * deadline (-ETIMEDOUT), interrupted by fiber_cancel() (-ECANCELED); called
  * outside any fiber, they drive the reactor until done.  An interrupted
- * call leaves the connection intact: a read loses nothing and may be
- * retried; ciphertext a write, flush or handshake had not sent yet stays
- * queued and goes out first on the next call that sends.  (An interrupted
- * write does not say how much of its buffer was taken: what was taken is
- * sent later, so retry only what the protocol can tolerate twice, or give
- * up on the connection.)  A socket error while sending (-EPIPE, ...) ends
- * sending for good, but reading may go on.
+ * read loses nothing and may be retried.  An interrupted flush, shutdown
+ * or handshake leaves what it had not sent queued, to go out first on the
+ * next call that sends.  An interrupted write has put an unknown part of
+ * its buffer into the stream, so it ends writing for good: later writes
+ * return the same error (reading may go on).  A socket error while sending
+ * (-EPIPE, ...) also ends writing for good.
  *
  * Concurrency: one fiber may read while another writes on the same
  * connection (the usual full-duplex copy loops).  Two fibers reading (or
@@ -212,8 +211,9 @@ ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len);
  *
  * Return: @len; IOU_ETLS_CLOSED after iou_tls_shutdown(); an IOU_ETLS_*
  * code; -errno from the socket (-EPIPE, -ECONNRESET, ...; sticky);
- * -ETIMEDOUT, -ECANCELED (part of @buf may have been taken and will be
- * sent by the next call that sends); -EBUSY; -EINVAL if @t is NULL.
+ * -ETIMEDOUT, -ECANCELED (part of @buf may have been sent: writing is
+ * over for this connection, later writes return the same error); -EBUSY;
+ * -EINVAL if @t is NULL.
  */
 ssize_t iou_tls_write(struct iou_tls *t, const void *buf, size_t len);
 

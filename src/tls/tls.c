@@ -760,8 +760,15 @@ API ssize_t iou_tls_write(struct iou_tls *t, const void *buf, size_t len)
 		}
 		off += (size_t)n;
 		rc = flush(t);
-		if (rc < 0)
+		if (rc < 0) {
+			/*
+			 * Part of @buf is in the stream and the caller cannot
+			 * know how much: writing more would corrupt its data.
+			 */
+			if (!t->werr)
+				t->werr = rc;
 			return rc;
+		}
 	}
 	return (ssize_t)len;
 }
