@@ -33,10 +33,31 @@
 #define IOU_TEST_ASAN 0
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define IOU_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define IOU_TEST_TSAN 1
+#endif
+#endif
+#ifndef IOU_TEST_TSAN
+#define IOU_TEST_TSAN 0
+#endif
+
 /* Slack factor for generous upper time bounds under slow instrumentation. */
 static inline int test_slowdown(void)
 {
-	return RUNNING_ON_VALGRIND ? 20 : IOU_TEST_ASAN ? 4 : 1;
+	return RUNNING_ON_VALGRIND ? 20 : IOU_TEST_ASAN || IOU_TEST_TSAN ? 4 : 1;
+}
+
+/*
+ * @n, or fewer under ThreadSanitizer, for tests that keep many fibers alive
+ * at once: TSan gives every fiber a context that counts as a thread, and
+ * supports 8128 of them in all.
+ */
+static inline int test_max_fibers(int n)
+{
+	return IOU_TEST_TSAN && n > 4000 ? 4000 : n;
 }
 
 #define TEST_SKIP 77

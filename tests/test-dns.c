@@ -1337,7 +1337,7 @@ static int test_storm(void)
 {
 	struct reactor *r = fresh_reactor();
 	struct fiber_options fo = { .stack_size = 128 * 1024, .name = "lookup" };
-	int n = RUNNING_ON_VALGRIND ? STORM_LOOKUPS_VALGRIND : STORM_LOOKUPS;
+	int n = test_max_fibers(RUNNING_ON_VALGRIND ? STORM_LOOKUPS_VALGRIND : STORM_LOOKUPS);
 	int64_t t0, bound = 20 * IOU_MSEC * test_slowdown();
 	struct fiber *ticker;
 	double ms;

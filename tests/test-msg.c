@@ -18,21 +18,10 @@
 
 #include "ops-harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-#ifndef TEST_TSAN
-#define TEST_TSAN 0
-#endif
-
 /* Divide counts by this under slow instrumentation. */
 static long scale_down(void)
 {
-	return RUNNING_ON_VALGRIND ? 100 : TEST_TSAN ? 10 : IOU_TEST_ASAN ? 4 : 1;
+	return RUNNING_ON_VALGRIND ? 100 : IOU_TEST_TSAN ? 10 : IOU_TEST_ASAN ? 4 : 1;
 }
 
 /* Descriptors open in this process, and those that are eventfds / rings. */
@@ -662,7 +651,7 @@ static int victim_main(void *arg)
 
 static int teardown_races(void)
 {
-	int rounds = (int)(300 / (RUNNING_ON_VALGRIND ? 30 : TEST_TSAN ? 3 : 1));
+	int rounds = (int)(300 / (RUNNING_ON_VALGRIND ? 30 : IOU_TEST_TSAN ? 3 : 1));
 	int fds;
 
 	/* Warm up: the first reactor of the test thread makes lasting state. */

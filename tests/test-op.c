@@ -157,7 +157,7 @@ static void *poll_fiber(void *arg)
 static int overflow_body(void)
 {
 	/* 64,000 completions into a CQ of 16; fewer under instrumentation. */
-	unsigned n = RUNNING_ON_VALGRIND ? 2000 : IOU_TEST_ASAN ? 16000 : 64000;
+	unsigned n = (unsigned)test_max_fibers(RUNNING_ON_VALGRIND ? 2000 : IOU_TEST_ASAN ? 16000 : 64000);
 	struct fiber_options fo = { .stack_size = 16 * 1024 };
 	struct reactor *r = small_reactor(8);
 

@@ -56,7 +56,7 @@ static int test_wake_in_deadline_order_never_early(void)
 static int test_many_shuffled_deadlines(void)
 {
 	struct reactor *r = reactor_get();
-	int n = RUNNING_ON_VALGRIND ? N / 10 : N;
+	int n = test_max_fibers(RUNNING_ON_VALGRIND ? N / 10 : N);
 	int64_t base;
 
 	srand(12345);

@@ -57,7 +57,7 @@ extern "C" {
 struct reactor;
 
 /** Mailbox slots a reactor gets unless reactor_mailbox_create() says otherwise. */
-#define IOU_DEFAULT_MAILBOX 1024u
+#define IOU_DEFAULT_MAILBOX 4096u
 
 /** A counted handle on a reactor's mailbox (opaque); see the file comment. */
 struct reactor_ref;
@@ -359,7 +359,8 @@ typedef int reactor_group_fn(struct reactor *r, unsigned index, void *arg);
 /**
  * reactor_group_start() - start @n C11 threads, each running @fn on a
  * reactor of its own, pinned (as every reactor is; see reactor_cpu()).
- * @out: receives the group; reactor_group_join() ends it.
+ * @out: receives the group before any member runs @fn (so members may read
+ *       the caller's variable); reactor_group_join() ends it.
  *
  * Every member's mailbox exists when this returns, so that
  * reactor_group_ref() can be posted to at once, by members too: calls

@@ -179,6 +179,10 @@ struct fiber {
 	char *lo;		/* lowest usable byte */
 	size_t size;		/* usable bytes, below this struct */
 	unsigned vg_id;		/* valgrind stack id */
+#if defined(IOU_TSAN)
+	void *tsan;		/* TSan: its fiber context, while its stack is warm */
+	struct fiber *tsan_prev, *tsan_next; /* r->stacks.tsan: every fiber holding one */
+#endif
 };
 
 /* A stack with no fiber on it (kept cold: pages dropped). */
@@ -213,6 +217,9 @@ struct iou__stacks {
 	size_t page, guard;
 	unsigned *vg_ids;	/* stacks registered with valgrind */
 	unsigned nvg, vg_cap;
+#if defined(IOU_TSAN)
+	struct fiber *tsan;	/* fibers holding a TSan context (to free them) */
+#endif
 };
 
 /* A library's per-reactor slot (reactor_ext_set()). */
@@ -267,7 +274,7 @@ struct reactor {
 	unsigned nowed, owed_cap;
 	bool rearm;		/* fallback: the mailbox's eventfd read must be re-armed */
 	bool stop;		/* reactor_stop() arrived */
-	int vg_efd;		/* valgrind: eventfd registered with the ring, or -1 */
+	bool ppoll_wait;	/* block in ppoll() on the ring fd (valgrind; sched.c) */
 };
 
 /* The calling thread's reactor, or NULL. */
@@ -416,17 +423,16 @@ struct iou__rwait {
 	int res;
 };
 
-/* One message slot of a mailbox (a bounded MPSC ring, Vyukov-style). */
+/* One call in a mailbox. */
 struct iou__mslot {
-	_Atomic uint64_t seq; /* == position + 1: full; == position: free */
 	reactor_call_fn *fn;
 	void *arg;
-	uint64_t pad;
 };
 
 /*
- * A reactor's mailbox, which is what a struct reactor_ref points to.
- * Reference counted: the reactor holds one reference, every handle
+ * A reactor's mailbox, which is what a struct reactor_ref points to: a
+ * bounded multi-producer, single-consumer ring (msg.c).  Reference
+ * counted: the reactor holds one reference, every handle
  * (reactor_ref_get()), group and doorbell in flight another, so that the
  * memory and the descriptors in it outlive the reactor for as long as
  * anyone can still post.  When the reactor goes, the mailbox is closed
@@ -438,16 +444,19 @@ struct reactor_ref {
 	int ring_fd;	/* MSG_RING target: a dup of the owner's ring fd, or -1 */
 	int efd;	/* fallback: eventfd the owner keeps a read armed on, or -1 */
 	uint32_t mask;	/* slots - 1 */
+	struct iou__mslot *slots;  /* the calls, mask + 1 */
+	_Atomic uint32_t *seq;	   /* per slot: (uint32_t)(position + 1) once published */
 	/* written by senders */
 	_Alignas(64) _Atomic uint64_t tail; /* next position to claim; | CLOSED */
-	_Atomic int sleeping;		     /* owner is (about to be) blocked: ring */
+	_Atomic uint64_t head_seen;	     /* a recent @head, so senders rarely read it */
+	_Alignas(64) _Atomic int sleeping;   /* owner is (about to be) blocked: ring */
 	_Atomic(struct iou__rwait *) wakeq;  /* remote waits to wake, LIFO */
 	/* the owner's */
-	_Alignas(64) uint64_t head;	     /* next position to consume */
+	_Alignas(64) _Atomic uint64_t head; /* positions below are consumed: free */
+	uint64_t next;			     /* next position to consume */
 	_Atomic int nwant;		     /* want list non-empty */
 	iou__spin want_lock;
 	struct iou__rwait *want_head, *want_tail; /* senders waiting for space */
-	_Alignas(64) struct iou__mslot slots[];
 };
 
 int iou__mail_self(struct reactor *r);

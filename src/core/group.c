@@ -131,8 +131,9 @@ IOU_API int reactor_group_start(unsigned n, reactor_group_fn *fn, void *arg,
 		group_free(g);
 		return ret;
 	}
-	atomic_store_explicit(&g->gate, 1, memory_order_release);
+	/* Set before any member runs fn, which may read it through the caller's variable. */
 	*out = g;
+	atomic_store_explicit(&g->gate, 1, memory_order_release);
 	return 0;
 }
 

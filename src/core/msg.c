@@ -5,12 +5,16 @@
  * other threads hand back callers parked on cross-reactor objects, and what
  * a mailbox does when its reactor goes.
  *
- * Mailbox.  A bounded multi-producer, single-consumer ring of call slots
- * (Vyukov's bounded queue: a slot's sequence number says whether it is free
- * for position p (== p) or holds position p (== p + 1)).  Senders claim a
- * position with one compare-and-swap on the tail and publish the slot with
- * a store; no lock, no system call.  Senders from one thread claim
- * positions in program order, so their calls run in the order posted.
+ * Mailbox.  A bounded multi-producer, single-consumer ring of calls.
+ * Senders claim a position with one compare-and-swap on the tail, write the
+ * call into its slot and publish it by storing position + 1 in the slot's
+ * sequence number; no lock, no system call.  The owner takes published
+ * calls in position order, a batch at a time, and frees the batch's slots
+ * by storing its head once; senders keep a recent copy of the head and read
+ * the real one only when the copy says the ring may be full.  So the slot
+ * lines only ever travel from senders to the owner.  Senders from one
+ * thread claim positions in program order, so their calls run in the order
+ * posted.
  *
  * Doorbell.  The owner announces that it is about to block (`sleeping`,
  * then a last look at the queue); a sender that publishes and then finds
@@ -35,10 +39,11 @@
  *
  * Back-pressure.  A full mailbox makes reactor_post() wait: the first of a
  * reactor's senders waiting for that mailbox links itself on the mailbox's
- * "want" list and tries once more; the owner, whenever it has consumed
- * messages and finds the list non-empty, wakes every sender on it through
- * their own wake queues (a message back, not polling); the others wait in
- * their reactor's FIFO behind the first.
+ * "want" list and tries once more; the owner, whenever it has freed slots
+ * and finds the list non-empty, wakes every sender on it through their own
+ * wake queues (a message back, not polling); the others wait in their
+ * reactor's FIFO behind the first.  The owner frees a batch's slots before
+ * it runs the batch, so senders refill while it works.
  *
  * Teardown.  Hooks first (remote waits unlinked, remote fibers reported);
  * then the mailbox closes: the closed bit in the tail makes every later
@@ -96,9 +101,10 @@ void iou__hook_del(struct reactor *r, struct iou__hook *h)
 int iou__mail_new(unsigned slots, struct reactor_ref **out)
 {
 	struct reactor_ref *mb;
-	size_t size = sizeof(*mb) + (size_t)slots * sizeof(mb->slots[0]);
+	size_t head = (sizeof(*mb) + 63) & ~(size_t)63;
+	size_t calls = (size_t)slots * sizeof(mb->slots[0]);
+	size_t size = (head + calls + (size_t)slots * sizeof(mb->seq[0]) + 63) & ~(size_t)63;
 
-	size = (size + 63) & ~(size_t)63;
 	mb = aligned_alloc(64, size);
 	if (!mb)
 		return -ENOMEM;
@@ -107,13 +113,18 @@ int iou__mail_new(unsigned slots, struct reactor_ref **out)
 	mb->ring_fd = -1;
 	mb->efd = -1;
 	mb->mask = slots - 1;
+	mb->slots = (struct iou__mslot *)((char *)mb + head);
+	mb->seq = (_Atomic uint32_t *)((char *)mb + head + calls);
 	atomic_init(&mb->tail, 0);
+	atomic_init(&mb->head_seen, 0);
 	atomic_init(&mb->sleeping, 0);
 	atomic_init(&mb->wakeq, NULL);
+	atomic_init(&mb->head, 0);
 	atomic_init(&mb->nwant, 0);
 	atomic_init(&mb->want_lock.held, false);
+	/* seq[i] == 0 never matches position i + 1 of the first lap. */
 	for (unsigned i = 0; i < slots; i++)
-		atomic_init(&mb->slots[i].seq, i);
+		atomic_init(&mb->seq[i], 0);
 	*out = mb;
 	return 0;
 }
@@ -356,12 +367,16 @@ void iou__mail_cqe(struct reactor *r, const struct io_uring_cqe *cqe)
 
 /* ---- the owner's side ------------------------------------------------------------- */
 
+/* Is the call at position @pos published? */
+static bool published(const struct reactor_ref *mb, uint64_t pos, memory_order mo)
+{
+	return atomic_load_explicit(&mb->seq[pos & mb->mask], mo) == (uint32_t)(pos + 1);
+}
+
 static bool has_mail(const struct reactor_ref *mb)
 {
-	const struct iou__mslot *s = &mb->slots[mb->head & mb->mask];
-
 	return atomic_load_explicit(&mb->wakeq, memory_order_seq_cst) != NULL ||
-	       atomic_load_explicit(&s->seq, memory_order_seq_cst) == mb->head + 1;
+	       published(mb, mb->next, memory_order_seq_cst);
 }
 
 /*
@@ -451,34 +466,44 @@ static void take_wakes(struct reactor *r, struct reactor_ref *mb)
 	}
 }
 
+/* Calls taken from the mailbox at a time, before any of them runs. */
+#define BATCH 64
+
 /*
  * Deliver what arrived: remote wakes, then up to one mailbox-full of calls
- * (so that a flood cannot starve the fibers), then tell blocked senders
- * that there is room.
+ * (so that a flood cannot starve the fibers).  Calls are taken a batch at a
+ * time and their slots freed, and blocked senders told there is room,
+ * before the batch runs: senders refill while we work.
  */
 void iou__mail_poll(struct reactor *r)
 {
 	struct reactor_ref *mb = r->mbox;
-	unsigned n;
+	struct iou__mslot batch[BATCH];
+	unsigned total = 0;
 
 	if (atomic_load_explicit(&mb->wakeq, memory_order_relaxed))
 		take_wakes(r, mb);
-	for (n = 0; n <= mb->mask; n++) {
-		struct iou__mslot *s = &mb->slots[mb->head & mb->mask];
-		reactor_call_fn *fn;
-		void *arg;
+	while (total <= mb->mask) {
+		uint64_t pos = mb->next;
+		unsigned k = 0;
 
-		if (atomic_load_explicit(&s->seq, memory_order_acquire) != mb->head + 1)
+		while (k < BATCH && total + k <= mb->mask && published(mb, pos, memory_order_acquire)) {
+			batch[k].fn = mb->slots[pos & mb->mask].fn;
+			batch[k].arg = mb->slots[pos & mb->mask].arg;
+			pos++;
+			k++;
+		}
+		if (!k)
 			break;
-		fn = s->fn;
-		arg = s->arg;
-		/* Free the slot first: the call may post again. */
-		atomic_store_explicit(&s->seq, mb->head + mb->mask + 1, memory_order_seq_cst);
-		mb->head++;
-		fn(r, arg, 0);
+		/* Copied out: free the slots, then tell blocked senders. */
+		mb->next = pos;
+		atomic_store_explicit(&mb->head, pos, memory_order_seq_cst);
+		if (atomic_load_explicit(&mb->nwant, memory_order_seq_cst))
+			want_wake(r, mb, 0);
+		for (unsigned i = 0; i < k; i++)
+			batch[i].fn(r, batch[i].arg, 0);
+		total += k;
 	}
-	if (n && atomic_load_explicit(&mb->nwant, memory_order_seq_cst))
-		want_wake(r, mb, 0);
 	if (r->rearm && !r->closing)
 		arm(r);
 }
@@ -608,38 +633,34 @@ void iou__rwake(struct reactor *r, struct iou__rwait *rw, int res)
 /* ---- posting ---------------------------------------------------------------------------- */
 
 /*
- * Claim a slot of @mb and publish the call in it.  Return: 1 if queued and
- * the owner must be woken; 0 if queued; -EAGAIN if full; -ESHUTDOWN if the
- * mailbox is closed.
+ * Claim a slot of @mb and publish the call in it.  A sender reads the
+ * owner's head (one line the owner writes once per batch) only when the
+ * copy it last saw says the ring might be full, and never reads what the
+ * owner wrote in the slots: the slot lines only travel from senders to the
+ * owner.  Return: 1 if queued and the owner must be woken; 0 if queued;
+ * -EAGAIN if full; -ESHUTDOWN if the mailbox is closed.
  */
 static int push(struct reactor_ref *mb, reactor_call_fn *fn, void *arg)
 {
 	uint64_t pos = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-	struct iou__mslot *s;
 
 	for (;;) {
-		uint64_t seq;
-		int64_t d;
-
 		if (pos & IOU__MAIL_CLOSED)
 			return -ESHUTDOWN;
-		s = &mb->slots[pos & mb->mask];
-		seq = atomic_load_explicit(&s->seq, memory_order_seq_cst);
-		d = (int64_t)(seq - pos);
-		if (d == 0) {
-			if (atomic_compare_exchange_weak_explicit(&mb->tail, &pos, pos + 1,
-								  memory_order_relaxed,
-								  memory_order_relaxed))
-				break;
-		} else if (d < 0) {
-			return -EAGAIN;
-		} else {
-			pos = atomic_load_explicit(&mb->tail, memory_order_relaxed);
+		if (pos - atomic_load_explicit(&mb->head_seen, memory_order_acquire) > mb->mask) {
+			uint64_t head = atomic_load_explicit(&mb->head, memory_order_seq_cst);
+
+			atomic_store_explicit(&mb->head_seen, head, memory_order_release);
+			if (pos - head > mb->mask)
+				return -EAGAIN;
 		}
+		if (atomic_compare_exchange_weak_explicit(&mb->tail, &pos, pos + 1, memory_order_relaxed,
+							  memory_order_relaxed))
+			break;
 	}
-	s->fn = fn;
-	s->arg = arg;
-	atomic_store_explicit(&s->seq, pos + 1, memory_order_seq_cst);
+	mb->slots[pos & mb->mask].fn = fn;
+	mb->slots[pos & mb->mask].arg = arg;
+	atomic_store_explicit(&mb->seq[pos & mb->mask], (uint32_t)(pos + 1), memory_order_seq_cst);
 	return take_sleeper(mb) ? 1 : 0;
 }
 
@@ -873,20 +894,20 @@ void iou__mail_close(struct reactor *r, struct reactor_ref *mb)
 	/* Callbacks run as in the driver: nothing they call may wait. */
 	if (r)
 		r->driving = true;
-	for (; mb->head != t; mb->head++) {
-		struct iou__mslot *s = &mb->slots[mb->head & mb->mask];
+	for (; mb->next != t; mb->next++) {
+		struct iou__mslot *s = &mb->slots[mb->next & mb->mask];
 		unsigned spins = 0;
 
 		/* Claimed before the close: its sender is a few stores from done. */
-		while (atomic_load_explicit(&s->seq, memory_order_acquire) != mb->head + 1) {
+		while (!published(mb, mb->next, memory_order_acquire)) {
 			if (++spins < 128)
 				iou__cpu_relax();
 			else
 				sched_yield();
 		}
-		atomic_store_explicit(&s->seq, mb->head + mb->mask + 1, memory_order_relaxed);
 		s->fn(NULL, s->arg, -ESHUTDOWN);
 	}
+	atomic_store_explicit(&mb->head, t, memory_order_release);
 	if (r)
 		r->driving = driving;
 	want_wake(r, mb, -ESHUTDOWN);

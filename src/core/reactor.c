@@ -8,8 +8,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "core.h"
 
@@ -54,8 +52,6 @@ static void teardown(struct reactor *r)
 		tss_set(key, NULL);
 	io_uring_queue_exit(&r->ring);
 	iou__mail_release(r);
-	if (r->vg_efd >= 0)
-		close(r->vg_efd);
 	iou__stacks_fini(&r->stacks);
 	iou__timer_free(&r->timers);
 	iou__unpin(r);
@@ -168,21 +164,15 @@ static void disable_opcodes(struct reactor *r)
 }
 
 /*
- * Under valgrind the reactor waits in ppoll() on an eventfd registered with
- * the ring (see vg_wait() in sched.c).  Without one it waits in
- * io_uring_enter as usual.
+ * Wait in ppoll() on the ring fd instead of in io_uring_enter (see vg_wait()
+ * in sched.c): under valgrind, or when IOU_PPOLL_WAIT is set (a testing aid
+ * that runs the same path natively).  Such a ring is set up without
+ * DEFER_TASKRUN: with it, work deferred to the ring's task (a MSG_RING, a
+ * poll wake-up) is reported by a poll on the ring fd but does not wake one.
  */
-static void vg_wait_setup(struct reactor *r)
+static bool ppoll_wanted(void)
 {
-	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-
-	if (fd < 0)
-		return;
-	if (io_uring_register_eventfd(&r->ring, fd) < 0) {
-		close(fd);
-		return;
-	}
-	r->vg_efd = fd;
+	return RUNNING_ON_VALGRIND || getenv("IOU_PPOLL_WAIT");
 }
 
 IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **out)
@@ -211,6 +201,12 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	r->stack_size = opts->stack_size;
 	r->deadline = IOU_DEADLINE_NEVER;
 	r->multishot = opts->multishot;
+	if (ppoll_wanted()) {
+		defaults = *opts;
+		defaults.ring_flags &= ~IOU_RING_DEFER_TASKRUN;
+		opts = &defaults;
+		r->ppoll_wait = true;
+	}
 	ret = ring_setup(r, opts);
 	if (ret < 0) {
 		free(r);
@@ -218,9 +214,6 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	}
 	probe(r);
 	disable_opcodes(r);
-	r->vg_efd = -1;
-	if (RUNNING_ON_VALGRIND)
-		vg_wait_setup(r);
 	iou__stacks_init(&r->stacks, opts->fiber_pool);
 	ret = iou__switch_init(r);
 	if (ret < 0)
@@ -240,8 +233,6 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	*out = r;
 	return 0;
 fail:
-	if (r->vg_efd >= 0)
-		close(r->vg_efd);
 	iou__unpin(r);
 	iou__overflow_handler_release(r);
 	iou__stacks_fini(&r->stacks);

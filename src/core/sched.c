@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <unistd.h>
 
 #include "switch.h"
 
@@ -118,19 +117,18 @@ static void expire(struct reactor *r)
 }
 
 /*
- * Under valgrind: wait in ppoll() on the eventfd registered with the ring
- * instead of in io_uring_enter.  valgrind 3.19 keeps its big lock while a
- * thread sits in io_uring_enter, so two reactors waiting for each other
- * there would stall every thread; ppoll is a call it knows to release the
- * lock for.  The registered eventfd is signalled for every completion and,
- * with DEFER_TASKRUN, for deferred work (a MSG_RING, a poll wake-up), which
- * a poll on the ring fd itself would report but not wake up for.
+ * Under valgrind: wait in ppoll() on the ring fd instead of in
+ * io_uring_enter.  valgrind 3.19 keeps its big lock while a thread sits in
+ * io_uring_enter, so two reactors waiting for each other there would stall
+ * every thread; ppoll is a call it knows to release the lock for.  The ring
+ * has no DEFER_TASKRUN then (reactor.c): completions are posted to the CQ
+ * by the kernel (or by task work, which interrupts the ppoll), and a poll
+ * on the ring fd reports them, CQ overflow included.
  */
 static int vg_wait(struct reactor *r, const struct __kernel_timespec *tsp)
 {
-	struct pollfd p = { .fd = r->vg_efd, .events = POLLIN };
+	struct pollfd p = { .fd = r->ring.ring_fd, .events = POLLIN };
 	struct timespec ts, *tp = NULL;
-	uint64_t v;
 	int ret = io_uring_submit_and_get_events(&r->ring);
 
 	if (ret < 0 || io_uring_cq_ready(&r->ring) || io_uring_cq_has_overflow(&r->ring))
@@ -142,9 +140,6 @@ static int vg_wait(struct reactor *r, const struct __kernel_timespec *tsp)
 	}
 	if (ppoll(&p, 1, tp, NULL) < 0 && errno != EINTR)
 		return -errno;
-	if (read(r->vg_efd, &v, sizeof(v)) < 0) {
-		/* EAGAIN: the timeout, not a completion, ended the wait. */
-	}
 	return io_uring_submit_and_get_events(&r->ring);
 }
 
@@ -190,7 +185,7 @@ int iou__poll(struct reactor *r, bool block)
 				iou__mail_awake(r);
 			return -EDEADLK;
 		}
-		if (iou__unlikely(r->vg_efd >= 0))
+		if (iou__unlikely(r->ppoll_wait))
 			ret = vg_wait(r, tsp);
 		else
 			ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tsp, NULL);

@@ -26,6 +26,40 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
+#if defined(IOU_TSAN)
+#include <sanitizer/tsan_interface.h>
+
+/*
+ * TSan: every stack with a live trampoline runs as a TSan fiber of its own.
+ * A context is made when a fresh stack gets its fiber and freed when the
+ * stack goes cold (its frames are gone) or the reactor goes.
+ */
+static void tsan_attach(struct iou__stacks *s, struct fiber *f)
+{
+	f->tsan = __tsan_create_fiber(0);
+	f->tsan_prev = NULL;
+	f->tsan_next = s->tsan;
+	if (s->tsan)
+		s->tsan->tsan_prev = f;
+	s->tsan = f;
+}
+
+static void tsan_detach(struct iou__stacks *s, struct fiber *f)
+{
+	if (f->tsan_prev)
+		f->tsan_prev->tsan_next = f->tsan_next;
+	else
+		s->tsan = f->tsan_next;
+	if (f->tsan_next)
+		f->tsan_next->tsan_prev = f->tsan_prev;
+	__tsan_destroy_fiber(f->tsan);
+	f->tsan = NULL;
+}
+#else
+#define tsan_attach(s, f) ((void)(s), (void)(f))
+#define tsan_detach(s, f) ((void)(s), (void)(f))
+#endif
+
 #if defined(IOU_HAVE_VALGRIND)
 #include <valgrind/valgrind.h>
 #else
@@ -65,6 +99,10 @@ void iou__stacks_fini(struct iou__stacks *s)
 	struct iou__stack_class *c, *cn;
 	struct iou__arena_chunk *k, *kn;
 
+#if defined(IOU_TSAN)
+	while (s->tsan)
+		tsan_detach(s, s->tsan);
+#endif
 	for (c = s->classes; c; c = cn) {
 		cn = c->next;
 		free(c->cold);
@@ -197,6 +235,7 @@ static struct fiber *fiber_on(struct iou__stacks *s, const struct iou__cold_stac
 	f->lo = c->map + s->guard;
 	f->size = (size_t)((char *)f - f->lo);
 	f->vg_id = c->vg_id;
+	tsan_attach(s, f);
 	return f;
 }
 
@@ -269,6 +308,7 @@ void iou__stacks_trim(struct reactor *r)
 			c->warm = f->next;
 			c->nwarm--;
 			s->nwarm--;
+			tsan_detach(s, f);
 			UNPOISON(f->lo, c->map_size - s->guard);
 			madvise(f->lo, c->map_size - s->guard, MADV_DONTNEED);
 			c->cold[c->ncold++] = cold;

@@ -5,7 +5,8 @@
  * per-reactor template, then setcontext, one rt_sigprocmask, only for a
  * stack that has never run a fiber.  From then on they are switched with
  * sigsetjmp(env, 0)/siglongjmp, which never touch the signal mask.
- * Sanitizer builds complete their switch annotations here.
+ * Sanitizer builds complete their switch annotations here (ASan) or name
+ * the thread's own context as a fiber (TSan).
  *
  * Compiled with -U_FORTIFY_SOURCE: the fortified longjmp refuses to jump to
  * another stack.
@@ -13,6 +14,10 @@
 #include <errno.h>
 
 #include "core.h"
+
+#if defined(IOU_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #if defined(IOU_ASAN)
 #include <sanitizer/common_interface_defs.h>
@@ -54,5 +59,8 @@ void iou__switch_entered(void)
 /* Capture the template every fresh stack is entered through (one syscall). */
 int iou__switch_init(struct reactor *r)
 {
+#if defined(IOU_TSAN)
+	r->tsan_sched = __tsan_get_current_fiber();
+#endif
 	return getcontext(&r->entry) ? -errno : 0;
 }

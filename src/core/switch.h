@@ -32,6 +32,20 @@
 #define IOU_ASAN_START(r, fake, from, to) ((void)(r), (void)(fake), (void)(from), (void)(to))
 #endif
 
+#if defined(IOU_TSAN)
+#include <sanitizer/tsan_interface.h>
+/*
+ * Tell TSan which fiber runs next, after the sigsetjmp that saved the one
+ * leaving (TSan files a jump buffer under the fiber that saved it, and looks
+ * up a siglongjmp's target under the fiber current at the jump).  The
+ * switch orders everything before it before everything after, as it does
+ * on one thread.
+ */
+#define IOU_TSAN_SWITCH(r, to) __tsan_switch_to_fiber((to) ? (to)->tsan : (r)->tsan_sched, 0)
+#else
+#define IOU_TSAN_SWITCH(r, to) ((void)(r), (void)(to))
+#endif
+
 #define iou__always_inline inline __attribute__((always_inline))
 
 /*
@@ -81,6 +95,7 @@ static iou__always_inline struct fiber *iou__runq_pop(struct reactor *r)
 		sw_r_->current = sw_to_;                                                  \
 		IOU_ASAN_START(sw_r_, &sw_fake_, sw_from_, sw_to_);                       \
 		if (sigsetjmp(sw_from_ ? sw_from_->env : sw_r_->sched_env, 0) == 0) {     \
+			IOU_TSAN_SWITCH(sw_r_, sw_to_);                                   \
 			if (iou__unlikely(sw_fresh_ != NULL))                             \
 				iou__enter(sw_fresh_);                                    \
 			siglongjmp(*sw_target_, 1);                                       \
