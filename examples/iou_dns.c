@@ -45,6 +45,9 @@
 #include <unistd.h>
 
 #include "signals.h"
+
+#define EXAMPLE_NAME "iou_dns"
+#include "usage.h"
 #include <ioucontext/dns.h>
 #include <ioucontext/ioucontext.h>
 
@@ -62,7 +65,6 @@
 /* Window for arguments unless --workers says otherwise. */
 #define ARGS_WINDOW 4096
 #define DEFAULT_TIMEOUT 10.0
-#define MAX_TIMEOUT 1e6
 /* Longest --server value list we build (each entry is normalised). */
 #define SERVERS_CAP 4096
 
@@ -157,19 +159,6 @@ static const char usage_text[] =
 	"failed), 2 on a usage error, 128+N when stopped by signal N (INT, TERM).\n"
 	"\n"
 	"Example: iou_dns --server 127.0.0.1:5353 example.com 192.0.2.1\n";
-
-/* Usage errors: one line naming the problem, status 2. */
-__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("iou_dns: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs(" (see --help)\n", stderr);
-	va_end(ap);
-	return 2;
-}
 
 /* ---- output ------------------------------------------------------------- */
 
@@ -709,25 +698,6 @@ static int parse_servers(char *list, const char *arg)
 	}
 }
 
-static int parse_timeout(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end != '\0' || isnan(v))
-		return bad_usage("--timeout '%s' is not a number of seconds", s);
-	if (v < 0)
-		return bad_usage("--timeout '%s' must not be negative", s);
-	if (isinf(v) || v > MAX_TIMEOUT)
-		return bad_usage("--timeout '%s' is too large (at most 1000000 seconds)", s);
-	if (v > 0 && v < 1e-3)
-		return bad_usage("--timeout '%s' is below one millisecond", s);
-	*out = v;
-	return 0;
-}
-
 static int parse_workers(const char *s, unsigned *out)
 {
 	unsigned long v;
@@ -829,7 +799,7 @@ int main(int argc, char **argv)
 				return ret;
 			break;
 		case 't':
-			if ((ret = parse_timeout(optarg, &timeout)) != 0)
+			if ((ret = parse_seconds("--timeout", optarg, &timeout)) != 0)
 				return ret;
 			break;
 		case 'w':

@@ -50,17 +50,18 @@
 #include <unistd.h>
 
 #include "signals.h"
+
+#define EXAMPLE_NAME "iou_tls"
+#include "usage.h"
 #include <ioucontext/dns.h>
 #include <ioucontext/ioucontext.h>
 #include <ioucontext/tls.h>
 
 #define DEFAULT_PORT "443"
 #define DEFAULT_TIMEOUT 10.0
-#define MAX_TIMEOUT 1e6
 /* Plaintext moved per read, each way (rustls cuts it into 16 KiB records). */
 #define CHUNK ((size_t)64 << 10)
 /* ALPN protocols offered at most (each option may list several). */
-#define MAX_ALPN 32
 /* How long a close_notify may take once a signal has asked us to stop. */
 #define FAREWELL (1 * IOU_SEC)
 /* Room for the one line that says why we failed. */
@@ -140,19 +141,6 @@ static const char usage_text[] =
 	"128+N when stopped by signal N (INT, TERM).\n"
 	"\n"
 	"Example: printf 'GET / HTTP/1.0\\r\\nHost: example.org\\r\\n\\r\\n' | iou_tls example.org\n";
-
-/* Usage errors: one line naming the problem, status 2. */
-__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("iou_tls: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs(" (see --help)\n", stderr);
-	va_end(ap);
-	return 2;
-}
 
 /*
  * Record a failure.  Only the first is kept: it is the cause, what follows
@@ -560,43 +548,6 @@ static bool ip_literal(const char *host)
 	return true;
 }
 
-static int parse_timeout(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end != '\0' || isnan(v))
-		return bad_usage("--timeout '%s' is not a number of seconds", s);
-	if (v < 0)
-		return bad_usage("--timeout '%s' must not be negative", s);
-	if (isinf(v) || v > MAX_TIMEOUT)
-		return bad_usage("--timeout '%s' is too large (at most 1000000 seconds)", s);
-	if (v > 0 && v < 1e-3)
-		return bad_usage("--timeout '%s' is below one millisecond", s);
-	*out = v;
-	return 0;
-}
-
-/* Split a comma-separated --alpn value into @list (@n entries so far). */
-static int add_alpn(char *value, const char **list, unsigned *n)
-{
-	char *save = NULL, *tok;
-
-	if (*value == '\0' || value[strlen(value) - 1] == ',' || *value == ',' ||
-	    strstr(value, ",,"))
-		return bad_usage("--alpn: empty protocol name");
-	for (tok = strtok_r(value, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strlen(tok) > 255)
-			return bad_usage("--alpn: protocol name longer than 255 bytes");
-		if (*n == MAX_ALPN)
-			return bad_usage("--alpn: more than %d protocols", MAX_ALPN);
-		list[(*n)++] = tok;
-	}
-	return 0;
-}
-
 /* ---- main --------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -649,7 +600,7 @@ int main(int argc, char **argv)
 				goto usage_out;
 			break;
 		case OPT_TIMEOUT:
-			if ((ret = parse_timeout(optarg, &timeout)) != 0)
+			if ((ret = parse_seconds("--timeout", optarg, &timeout)) != 0)
 				goto usage_out;
 			break;
 		case OPT_CERT:

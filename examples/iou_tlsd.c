@@ -70,6 +70,9 @@
 #include <unistd.h>
 
 #include "signals.h"
+
+#define EXAMPLE_NAME "iou_tlsd"
+#include "usage.h"
 #include <ioucontext/ioucontext.h>
 #include <ioucontext/tls.h>
 
@@ -77,11 +80,9 @@
 #define MAX_THREADS 256
 #define DEFAULT_HANDSHAKE_TIMEOUT 10.0
 #define DEFAULT_IDLE_TIMEOUT 300.0
-#define MAX_TIMEOUT 1e6
 #define DEFAULT_MAX_CONNS 10000
 #define MAX_MAX_CONNS 10000000
 /* ALPN protocols served at most. */
-#define MAX_ALPN 32
 
 /*
  * Plaintext echoed per read: two full TLS records, about what one receive
@@ -175,19 +176,6 @@ struct server {
 	struct worker *workers;
 };
 
-/* Usage errors: one line, status 2. */
-__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("iou_tlsd: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs(" (see --help)\n", stderr);
-	va_end(ap);
-	return 2;
-}
-
 static void help(void)
 {
 	printf("usage: iou_tlsd --cert FILE --key FILE [OPTION]...\n"
@@ -235,43 +223,6 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	if (*end != '\0' || errno == ERANGE || v > max)
 		return -ERANGE;
 	*out = v;
-	return 0;
-}
-
-static int parse_seconds(const char *opt, const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end != '\0' || isnan(v))
-		return bad_usage("%s '%s' is not a number of seconds", opt, s);
-	if (v < 0)
-		return bad_usage("%s '%s' must not be negative", opt, s);
-	if (isinf(v) || v > MAX_TIMEOUT)
-		return bad_usage("%s '%s' is too large (at most 1000000 seconds)", opt, s);
-	if (v > 0 && v < 1e-3)
-		return bad_usage("%s '%s' is below one millisecond", opt, s);
-	*out = v;
-	return 0;
-}
-
-/* Split a comma-separated --alpn value into @list (@n entries so far). */
-static int add_alpn(char *value, const char **list, unsigned *n)
-{
-	char *save = NULL, *tok;
-
-	if (*value == '\0' || *value == ',' || value[strlen(value) - 1] == ',' ||
-	    strstr(value, ",,"))
-		return bad_usage("--alpn: empty protocol name");
-	for (tok = strtok_r(value, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strlen(tok) > 255)
-			return bad_usage("--alpn: protocol name longer than 255 bytes");
-		if (*n == MAX_ALPN)
-			return bad_usage("--alpn: more than %d protocols", MAX_ALPN);
-		list[(*n)++] = tok;
-	}
 	return 0;
 }
 

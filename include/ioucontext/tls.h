@@ -25,8 +25,8 @@
  *
  * Concurrency: one fiber may read while another writes on the same
  * connection (the usual full-duplex copy loops).  Two fibers reading (or
- * two writing) at once take turns, in order.  Outside any fiber, a call
- * that would have to wait for another fiber's turn fails with -EBUSY.
+ * two writing) at once take turns, in order, as with an iou_mutex; outside
+ * any fiber, waiting for a turn drives the reactor.
  *
  * Certificate verification and the host-name check are always on for
  * clients; only iou_tls_client_config_new_insecure_no_verify() turns them
@@ -185,7 +185,7 @@ int iou_tls_server_new(struct reactor *r, const struct iou_tls_config *c, int fd
  * Return: 0; IOU_ETLS_* (e.g. IOU_ETLS_CERT_UNKNOWN_ISSUER,
  * IOU_ETLS_CERT_BAD_NAME, IOU_ETLS_PROTOCOL for a peer that does not speak
  * TLS, IOU_ETLS_TRUNCATED for one that closes mid-handshake); -errno from
- * the socket (-ECONNRESET, -EPIPE, ...); -ETIMEDOUT; -ECANCELED; -EBUSY.
+ * the socket (-ECONNRESET, -EPIPE, ...); -ETIMEDOUT; -ECANCELED.
  */
 int iou_tls_handshake(struct iou_tls *t);
 
@@ -199,7 +199,7 @@ int iou_tls_handshake(struct iou_tls *t);
  * close_notify; 0 again on later calls); IOU_ETLS_TRUNCATED if the
  * transport ended without close_notify; another IOU_ETLS_* code or -errno
  * from the socket; -ETIMEDOUT, -ECANCELED (nothing lost: retry if
- * wanted); -EBUSY; -EINVAL if @t is NULL.  @len 0 returns 0 at once.
+ * wanted); -EINVAL if @t is NULL.  @len 0 returns 0 at once.
  */
 ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len);
 
@@ -212,7 +212,7 @@ ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len);
  * Return: @len; IOU_ETLS_CLOSED after iou_tls_shutdown(); an IOU_ETLS_*
  * code; -errno from the socket (-EPIPE, -ECONNRESET, ...; sticky);
  * -ETIMEDOUT, -ECANCELED (part of @buf may have been sent: writing is
- * over for this connection, later writes return the same error); -EBUSY;
+ * over for this connection, later writes return the same error);
  * -EINVAL if @t is NULL.
  */
 ssize_t iou_tls_write(struct iou_tls *t, const void *buf, size_t len);

@@ -10,8 +10,8 @@
  * calls, so an interrupted call loses nothing: bytes received but not yet
  * fed, and bytes taken but not yet sent, wait for the next call.
  *
- * Receiving and sending are two "turns", each held by one fiber at a time
- * and handed on in FIFO order.  A reader never waits for the send turn: if
+ * Receiving and sending are two "turns", each an iou_mutex: held by one
+ * fiber at a time and handed on in FIFO order.  A reader never waits for the send turn: if
  * a writer holds it, that writer sends whatever rustls has queued,
  * including what the reader's records produced (a KeyUpdate answer, an
  * alert), because it loops until rustls has nothing left.  So a reader
@@ -70,19 +70,6 @@ struct iou_tls_config {
 	struct iour_server_config *server_cfg;
 };
 
-/* A fiber waiting for a turn; lives on its stack. */
-struct turn_waiter {
-	struct fiber *f;
-	bool granted;	/* the turn was handed to it */
-	struct turn_waiter *next, *prev;
-};
-
-/* Receiving or sending: one fiber at a time, FIFO. */
-struct turn {
-	bool busy;
-	struct turn_waiter *head, *tail;
-};
-
 struct iou_tls {
 	struct reactor *r;
 	struct iour_conn *c;
@@ -93,7 +80,8 @@ struct iou_tls {
 	bool eof;	  /* the transport's end was fed to rustls */
 	bool settled;	  /* handshake over and suite/alpn recorded */
 	uint64_t fills;	  /* receives fed so far: lets a waiting reader see news */
-	struct turn rturn, wturn;
+	/* Receiving, sending: one fiber at a time each, FIFO. */
+	struct iou_mutex rturn, wturn;
 	size_t in_off, in_len;	 /* in[in_off, in_len): received, not yet fed */
 	size_t out_off, out_len; /* out[out_off, out_len): taken, not yet sent */
 	char suite[64];
@@ -391,6 +379,8 @@ static int conn_new(struct reactor *r, const struct iou_tls_config *c, int fd,
 		return -ENOMEM;
 	t->r = r;
 	t->fd = fd;
+	iou_mutex_init(&t->rturn);
+	iou_mutex_init(&t->wturn);
 	if (c->server)
 		rc = iour_server_conn_new(c->server_cfg, &t->c, t->reason, sizeof(t->reason));
 	else
@@ -425,69 +415,11 @@ API int iou_tls_close(struct iou_tls *t)
 	if (!t)
 		return 0;
 	iour_conn_free(t->c);
+	iou_mutex_destroy(&t->rturn);
+	iou_mutex_destroy(&t->wturn);
 	explicit_bzero(t->in, sizeof(t->in));
 	free(t);
 	return 0;
-}
-
-/* --- turns ------------------------------------------------------------ */
-
-/*
- * Take @q, parking in FIFO order while another fiber holds it.  A turn
- * handed over is kept even if an interrupt raced with the hand-over.
- */
-static int turn_take(struct iou_tls *t, struct turn *q)
-{
-	struct turn_waiter w = { 0 };
-	int rc;
-
-	if (!q->busy) {
-		q->busy = true;
-		return 0;
-	}
-	w.f = fiber_self(t->r);
-	if (!w.f)
-		return -EBUSY;
-	w.prev = q->tail;
-	if (q->tail)
-		q->tail->next = &w;
-	else
-		q->head = &w;
-	q->tail = &w;
-	for (;;) {
-		rc = fiber_park(t->r, IOU_DEADLINE_NEVER);
-		if (w.granted)
-			return 0;
-		if (rc < 0)
-			break;
-	}
-	if (w.prev)
-		w.prev->next = w.next;
-	else
-		q->head = w.next;
-	if (w.next)
-		w.next->prev = w.prev;
-	else
-		q->tail = w.prev;
-	return rc;
-}
-
-/* Hand @q to the first waiter, or free it. */
-static void turn_give(struct turn *q)
-{
-	struct turn_waiter *w = q->head;
-
-	if (!w) {
-		q->busy = false;
-		return;
-	}
-	q->head = w->next;
-	if (q->head)
-		q->head->prev = NULL;
-	else
-		q->tail = NULL;
-	w->granted = true;
-	fiber_unpark(w->f);
 }
 
 /* --- failure ---------------------------------------------------------- */
@@ -510,10 +442,9 @@ static int tls_fail(struct iou_tls *t, int err)
 	t->err = err;
 	if (IOU_IS_ETLS(err))
 		iour_conn_reason(t->c, t->reason, sizeof(t->reason));
-	if (!t->werr && !t->wturn.busy) {
-		t->wturn.busy = true;
+	if (!t->werr && iou_mutex_trylock(&t->wturn) == 0) {
 		send_out(t);
-		turn_give(&t->wturn);
+		iou_mutex_unlock(&t->wturn);
 	}
 	return err;
 }
@@ -558,11 +489,11 @@ static int flush(struct iou_tls *t)
 
 		if (t->werr)
 			return t->werr;
-		rc = turn_take(t, &t->wturn);
+		rc = iou_mutex_lock(&t->wturn);
 		if (rc < 0)
 			return rc;
 		rc = send_out(t);
-		turn_give(&t->wturn);
+		iou_mutex_unlock(&t->wturn);
 		if (rc < 0)
 			return rc;
 	}
@@ -574,11 +505,10 @@ static int flush_if_free(struct iou_tls *t)
 {
 	int rc;
 
-	if (t->wturn.busy || t->werr || !output_pending(t))
+	if (t->werr || !output_pending(t) || iou_mutex_trylock(&t->wturn) != 0)
 		return 0;
-	t->wturn.busy = true;
 	rc = send_out(t);
-	turn_give(&t->wturn);
+	iou_mutex_unlock(&t->wturn);
 	return rc;
 }
 
@@ -615,11 +545,11 @@ static int fill(struct iou_tls *t)
 		return feed(t);
 	if (t->eof)
 		return tls_fail(t, IOU_ETLS_TRUNCATED);
-	rc = turn_take(t, &t->rturn);
+	rc = iou_mutex_lock(&t->rturn);
 	if (rc < 0)
 		return rc;
 	if (t->fills != seen || t->err) {
-		turn_give(&t->rturn);
+		iou_mutex_unlock(&t->rturn);
 		return t->err;
 	}
 	n = iou_recv(t->r, t->fd, t->in, IN_SIZE, 0);
@@ -628,7 +558,7 @@ static int fill(struct iou_tls *t)
 		t->in_len = (size_t)n;
 		t->fills++;
 	}
-	turn_give(&t->rturn);
+	iou_mutex_unlock(&t->rturn);
 	if (n < 0) {
 		if (interrupted((int)n))
 			return (int)n;
