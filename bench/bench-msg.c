@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Messages between two threads pinned to two CPUs: ioucontext's reactor
- * mailboxes (reactor_post, and fibers through a cross-reactor channel)
+ * mailboxes (reactor_post from a fiber, and fibers through a cross-reactor
+ * channel)
  * against a pair of threads passing messages through a queue under a C11
  * mutex with condition variables, and through the same queue with eventfd
  * wake-ups waited for in epoll, all in the same run.  Two shapes:
@@ -53,7 +54,7 @@ static int ncpus(void)
 /* ---- ioucontext: posted calls ----------------------------------------------------- */
 
 static struct reactor_group *group;
-static long count[2];	  /* per member, touched by that member only */
+static long count[2]; /* per member, touched by that member only */
 static int64_t t_start, t_end;
 static atomic_int started;
 
@@ -98,11 +99,12 @@ static void stream_call(struct reactor *r, void *arg, int status)
 	}
 }
 
-static int stream_member(struct reactor *r, unsigned index, void *arg)
+/* The sender: a fiber posting one call at a time (parks when its lane is full). */
+static void *stream_sender(void *arg)
 {
+	struct reactor *r = reactor_current();
+
 	(void)arg;
-	if (index == 1)
-		return reactor_serve(r);
 	t_start = iou_now();
 	for (long i = 0; i < n_stream; i++) {
 		int ret = reactor_post(r, reactor_group_ref(group, 1), stream_call, NULL);
@@ -110,7 +112,17 @@ static int stream_member(struct reactor *r, unsigned index, void *arg)
 		if (ret < 0)
 			bench_die("reactor_post", ret);
 	}
-	return 0;
+	return NULL;
+}
+
+static int stream_member(struct reactor *r, unsigned index, void *arg)
+{
+	(void)arg;
+	if (index == 1)
+		return reactor_serve(r);
+	if (fiber_spawn(r, stream_sender, NULL, NULL) < 0)
+		return -1;
+	return reactor_run(r);
 }
 
 static double run_group(reactor_group_fn *fn)
@@ -438,14 +450,38 @@ static double best_of(const char *name, run_fn *fn, long n, bool rate)
 	return best;
 }
 
-static double post_rtt(void) { return run_group(rtt_member); }
-static double post_stream(void) { return run_group(stream_member); }
-static double xchan_rtt(void) { return run_xchan(false); }
-static double xchan_stream(void) { return run_xchan(true); }
-static double condvar_rtt(void) { return run_peer_rtt(false); }
-static double condvar_stream(void) { return run_peer_stream(false); }
-static double epoll_rtt(void) { return run_peer_rtt(true); }
-static double epoll_stream(void) { return run_peer_stream(true); }
+static double post_rtt(void)
+{
+	return run_group(rtt_member);
+}
+static double post_stream(void)
+{
+	return run_group(stream_member);
+}
+static double xchan_rtt(void)
+{
+	return run_xchan(false);
+}
+static double xchan_stream(void)
+{
+	return run_xchan(true);
+}
+static double condvar_rtt(void)
+{
+	return run_peer_rtt(false);
+}
+static double condvar_stream(void)
+{
+	return run_peer_stream(false);
+}
+static double epoll_rtt(void)
+{
+	return run_peer_rtt(true);
+}
+static double epoll_stream(void)
+{
+	return run_peer_stream(true);
+}
 
 int main(int argc, char **argv)
 {

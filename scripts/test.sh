@@ -8,7 +8,7 @@
 # configure or build counts as one failure).  Exits non-zero if anything
 # failed.
 #
-#   IOU_PRESETS="default asan valgrind"   presets to run (this is the default)
+#   IOU_PRESETS="default asan valgrind tsan"   presets to run (this is the default)
 #   IOU_JOBS=2                            build and test parallelism
 set -uo pipefail
 
@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 bash scripts/setup.sh || exit 1
 
-read -ra presets <<<"${IOU_PRESETS:-default asan valgrind}"
+read -ra presets <<<"${IOU_PRESETS:-default asan valgrind tsan}"
 jobs=${IOU_JOBS:-2}
 export CTEST_PARALLEL_LEVEL=$jobs
 

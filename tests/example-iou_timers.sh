@@ -37,10 +37,13 @@ fail() {
 	exit 1
 }
 
-# Wait until $1 has at least $2 lines, for at most $3 seconds.
+# Wait until $1 has at least $2 lines, for at most $3 seconds.  The file may
+# not exist yet: a background job's redirection happens in the forked child.
 wait_lines() {
-	local deadline=$((SECONDS + $3))
-	while (($(wc -l <"$1") < $2)); do
+	local deadline=$((SECONDS + $3)) n
+	for (( ; ; )); do
+		n=$(wc -l <"$1" 2>/dev/null) || n=0
+		((n >= $2)) && return 0
 		((SECONDS < deadline)) || return 1
 		sleep 0.05
 	done

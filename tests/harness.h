@@ -47,7 +47,7 @@
 /* Slack factor for generous upper time bounds under slow instrumentation. */
 static inline int test_slowdown(void)
 {
-	return RUNNING_ON_VALGRIND ? 20 : IOU_TEST_ASAN || IOU_TEST_TSAN ? 4 : 1;
+	return RUNNING_ON_VALGRIND ? 20 : IOU_TEST_TSAN ? 10 : IOU_TEST_ASAN ? 4 : 1;
 }
 
 /*

@@ -210,7 +210,8 @@ static int spawn_join(void)
 
 	if (start_serving())
 		return 1;
-	ASSERT_EQ(fiber_spawn_on(NULL, reactor_group_ref(group, 0), NULL, twice, NULL, &f[0]), -EINVAL);
+	ASSERT_EQ(fiber_spawn_on(NULL, reactor_group_ref(group, 0), NULL, twice, NULL, &f[0]),
+		  -EINVAL);
 	ASSERT_EQ(fiber_spawn_on(r, NULL, NULL, twice, NULL, &f[0]), -EINVAL);
 	ASSERT_EQ(fiber_spawn_on(r, reactor_group_ref(group, 0), NULL, NULL, NULL, &f[0]), -EINVAL);
 	ASSERT_EQ(fiber_spawn_on(r, reactor_group_ref(group, 0), NULL, twice, NULL, NULL), -EINVAL);
@@ -328,7 +329,7 @@ struct doomed {
 	struct reactor_ref *ref;
 	atomic_int ready;
 	atomic_bool go;
-	bool poll;	/* run spawned fibers before dying */
+	bool poll; /* run spawned fibers before dying */
 };
 
 static int doomed_main(void *arg)
@@ -362,7 +363,8 @@ static int remote_teardown(void)
 		ASSERT_EQ(thrd_create(&t, doomed_main, &d), thrd_success);
 		while (!atomic_load(&d.ready))
 			thrd_yield();
-		ASSERT_EQ(fiber_spawn_on(r, d.ref, NULL, slow, (void *)(intptr_t)100000, &running), 0);
+		ASSERT_EQ(fiber_spawn_on(r, d.ref, NULL, slow, (void *)(intptr_t)100000, &running),
+			  0);
 		if (poll) {
 			/* Let it start: it sleeps there for 100 s. */
 			fiber_sleep(r, 20 * IOU_MSEC);
@@ -425,6 +427,48 @@ static int early_posts(void)
 	return 0;
 }
 
-TEST_MAIN(T(group_basics), T(join_without_reactor), T(join_deadline), T(serve_stop),
-	  T(spawn_join), T(join_in_fiber), T(spawn_errors_and_detach), T(remote_teardown),
-	  T(early_posts))
+/*
+ * Regression: a fiber cancelled before it ran, which then sleeps, used to
+ * queue itself while running (the up-front interrupt woke its own wait) and
+ * was resumed again after finishing, re-running its body on a pooled stack.
+ */
+static atomic_int body_runs;
+
+static void *sleeper_once(void *arg)
+{
+	struct reactor *r = reactor_current();
+
+	(void)arg;
+	atomic_fetch_add(&body_runs, 1);
+	FIBER_CHECK(fiber_sleep(r, 50 * IOU_MSEC) == -ECANCELED);
+	return NULL;
+}
+
+static void *busy_yielder(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 100; i++)
+		fiber_yield(reactor_current());
+	return NULL;
+}
+
+static int cancel_before_sleep(void)
+{
+	struct reactor *r = reactor_get();
+	struct fiber *f;
+
+	atomic_store(&body_runs, 0);
+	ASSERT_EQ(fiber_spawn(r, sleeper_once, NULL, &f), 0);
+	ASSERT_EQ(fiber_cancel(f), 0);
+	ASSERT_EQ(fiber_detach(f), 0);
+	ASSERT_EQ(fiber_spawn(r, busy_yielder, NULL, NULL), 0);
+	ASSERT_EQ(reactor_run(r), 0);
+	ASSERT_EQ(atomic_load(&body_runs), 1);
+	ASSERT_NO_FIBER_FAILURES();
+	ASSERT_EQ(reactor_destroy(r), 0);
+	return 0;
+}
+
+TEST_MAIN(T(cancel_before_sleep), T(group_basics), T(join_without_reactor), T(join_deadline),
+	  T(serve_stop), T(spawn_join), T(join_in_fiber), T(spawn_errors_and_detach),
+	  T(remote_teardown), T(early_posts))

@@ -241,8 +241,8 @@ static int post_fan_in(void)
 /* ---- lost wake-ups: a million messages bounced between two reactors ---------------- */
 
 struct bounce {
-	long total;	     /* messages to deliver, both ways together */
-	long window;	     /* tokens in flight at once */
+	long total;  /* messages to deliver, both ways together */
+	long window; /* tokens in flight at once */
 	atomic_long delivered;
 	long seen[2];	     /* per side, touched by that side only */
 	atomic_int finished; /* tokens retired */
@@ -279,7 +279,8 @@ static int bounce_member(struct reactor *r, unsigned index, void *arg)
 	(void)arg;
 	if (index == 0)
 		for (long i = 0; i < bounce.window; i++)
-			if (reactor_post(r, reactor_group_ref(group, 1), token, (void *)(uintptr_t)1))
+			if (reactor_post(r, reactor_group_ref(group, 1), token,
+					 (void *)(uintptr_t)1))
 				return -1;
 	return reactor_serve(r);
 }
@@ -321,10 +322,10 @@ static int million(void)
 /* ---- back-pressure ------------------------------------------------------------------- */
 
 struct pressure {
-	atomic_int ready;	     /* the target's mailbox exists */
-	struct reactor_ref *target;  /* a 4-slot mailbox */
-	atomic_bool release;	     /* the target may start consuming */
-	atomic_long eagain;	     /* try-posts refused for want of room */
+	atomic_int ready;	    /* the target's mailbox exists */
+	struct reactor_ref *target; /* a 4-slot mailbox */
+	atomic_bool release;	    /* the target may start consuming */
+	atomic_long eagain;	    /* try-posts refused for want of room */
 	long per_fiber;
 	int fibers;
 };
@@ -607,12 +608,12 @@ static int chan_api(void)
 /* ---- teardown with messages in flight ------------------------------------------------------ */
 
 struct victim {
-	struct reactor_ref *ref;    /* the victim's mailbox */
-	struct reactor_ref *back;   /* the test thread's */
-	struct iou_xchan *ch;	    /* a fiber of the victim parks in recv */
+	struct reactor_ref *ref;  /* the victim's mailbox */
+	struct reactor_ref *back; /* the test thread's */
+	struct iou_xchan *ch;	  /* a fiber of the victim parks in recv */
 	atomic_int ready;
-	atomic_bool go;		    /* destroy now */
-	long posts_back;	    /* to post to the test thread while dying */
+	atomic_bool go;	 /* destroy now */
+	long posts_back; /* to post to the test thread while dying */
 	atomic_long back_ok, back_refused;
 };
 
@@ -700,6 +701,8 @@ static int teardown_races(void)
 		ASSERT_EQ(thrd_join(t, &res), thrd_success);
 		ASSERT_EQ(res, 0);
 		ASSERT_TRUE(!reactor_ref_alive(v.ref));
+		/* Calls it never took come back to us, on our thread, when we next poll. */
+		ASSERT_EQ(fiber_yield(r), 0);
 		ASSERT_EQ(atomic_load(&tally.ran) + atomic_load(&tally.refused), posted);
 		/* The victim's fiber left the channel when its reactor went. */
 		ASSERT_EQ(iou_xchan_destroy(v.ch), 0);

@@ -5,15 +5,22 @@
  * fibers spawned on another reactor and joined from this one, and a group
  * of threads each running its own pinned reactor.
  *
- * Mailboxes.  Every reactor that takes part has a mailbox: a bounded queue
- * (IOU_DEFAULT_MAILBOX slots unless reactor_mailbox_create() says
- * otherwise) that any thread may post to, and that only the owning reactor
- * empties.  Posting never takes a lock and never makes a system call unless
- * the owner is asleep; then one doorbell wakes it: an IORING_OP_MSG_RING
- * request from the sender's ring to the owner's, or, where the kernel lacks
- * MSG_RING (or IOU_DISABLE_OPCODES=40 says to act as if), a write to an
- * eventfd the owner keeps a read armed on.  A reactor blocks only in
- * io_uring_enter; no futex is involved anywhere.
+ * Mailboxes.  Every reactor that takes part has a mailbox, which only the
+ * owning reactor empties.  Each reactor that posts to it gets a lane there
+ * of its own: a bounded queue of IOU_DEFAULT_MAILBOX calls (unless the
+ * owner's reactor_mailbox_create() said otherwise), made on its first post.
+ * Posting takes no lock, no atomic read-modify-write and no system call
+ * unless the owner is asleep; then one doorbell wakes it: an
+ * IORING_OP_MSG_RING request from the sender's ring to the owner's, or,
+ * where the kernel lacks MSG_RING (or IOU_DISABLE_OPCODES=40 says to act as
+ * if), a write to an eventfd the owner keeps a read armed on.  A call
+ * posted from a fiber or a callback is published at once; the doorbell for
+ * a sleeping owner goes out at the sender's next poll, as io_uring
+ * submissions do, or after about a thousand more calls if the sender keeps
+ * posting (so a fiber should not post and then compute for long without
+ * ever parking).  From the thread's own context outside the driver it goes
+ * out at once.  A reactor blocks only in io_uring_enter; no futex is
+ * involved anywhere.
  *
  * Delivery.  The owner runs posted calls in its thread's own context (not
  * in a fiber), between batches of fibers, whenever it polls its ring: in
@@ -30,10 +37,13 @@
  *
  * Teardown.  When a reactor is destroyed (reactor_destroy() or thread
  * exit), its mailbox closes: calls still queued in it are handed back to
- * their callbacks with status -ESHUTDOWN, senders waiting for room fail
- * with -ESHUTDOWN, fibers it ran for fiber_spawn_on() report -ESHUTDOWN to
- * their joiners, and its own fibers parked on cross-reactor objects are
- * taken off them.  Nothing is lost silently and nothing leaks.
+ * their callbacks with status -ESHUTDOWN -- on the sending reactor's thread,
+ * when it next polls (or is torn down itself), or, if the sender is gone
+ * already, right there -- senders waiting for room fail with -ESHUTDOWN,
+ * fibers it ran for fiber_spawn_on() report -ESHUTDOWN to their joiners,
+ * and its own fibers parked on cross-reactor objects are taken off them.
+ * Calls it posted to others before it went are still delivered.  Nothing is
+ * lost silently and nothing leaks.
  *
  * Calls in this header that can suspend obey the caller's deadline and
  * fiber_cancel() like every blocking call (-ETIMEDOUT, -ECANCELED); outside
@@ -56,7 +66,7 @@ extern "C" {
 
 struct reactor;
 
-/** Mailbox slots a reactor gets unless reactor_mailbox_create() says otherwise. */
+/** Calls each sender's lane into a mailbox holds, unless reactor_mailbox_create() says otherwise. */
 #define IOU_DEFAULT_MAILBOX 4096u
 
 /** A counted handle on a reactor's mailbox (opaque); see the file comment. */
@@ -68,8 +78,10 @@ struct reactor_ref;
  *          @status < 0
  * @arg:    what was posted with it
  * @status: 0: delivered, running on @r's thread; -ESHUTDOWN: not delivered,
- *          the target was torn down first (runs on the thread tearing it
- *          down, with @r NULL), so the callback can release @arg
+ *          the target was torn down first (runs on the sender's thread at
+ *          its next poll or teardown, or on the target's thread as it goes
+ *          down if the sender is gone already; @r is NULL), so the callback
+ *          can release @arg
  *
  * Runs exactly once per successful post, in the target thread's own
  * context, never in a fiber.  It must not suspend (spawn a fiber for
@@ -80,13 +92,14 @@ struct reactor_ref;
 typedef void reactor_call_fn(struct reactor *r, void *arg, int status);
 
 /**
- * reactor_mailbox_create() - give @r its mailbox now, with @slots slots.
- * @slots: rounded up to a power of two, 2 to 65536.
+ * reactor_mailbox_create() - give @r its mailbox now, with lanes of @slots.
+ * @slots: calls each sender's lane holds, rounded up to a power of two, 2
+ *         to 65536 (16 bytes each, allocated on each sender's first post).
  *
- * Mailboxes are otherwise created on first use with IOU_DEFAULT_MAILBOX
- * slots; call this first to choose another size.  Costs one descriptor (a
- * dup of the ring's, or an eventfd in the fallback).  Never suspends.  Call
- * from @r's thread.
+ * Mailboxes are otherwise created on first use with lanes of
+ * IOU_DEFAULT_MAILBOX calls; call this first to choose another size.  Costs
+ * one descriptor (a dup of the ring's, or an eventfd in the fallback).
+ * Never suspends.  Call from @r's thread.
  *
  * Return: 0; -EEXIST if @r already has one; -EINVAL for a bad @slots;
  * -EPERM from another thread; -ENOMEM; -EMFILE or -ENFILE.
@@ -128,11 +141,12 @@ bool reactor_ref_alive(const struct reactor_ref *ref);
  * reactor_post() - have @fn(target, @arg, 0) run on the reactor behind @to.
  * @r: the calling thread's reactor (it sends the doorbell, and parks).
  *
- * Queues the call in the target's mailbox and wakes the target if it
- * sleeps.  When the mailbox is full, waits for room: the calling fiber
- * parks (outside a fiber, the thread drives @r) until the target has
- * consumed some messages and said so, in FIFO order with @r's other
- * senders to that target, so calls from @r arrive in the order posted.
+ * Queues the call in @r's lane into the target's mailbox (made on first
+ * use) and wakes the target if it sleeps.  When the lane is full, waits for
+ * room: the calling fiber parks (outside a fiber, the thread drives @r)
+ * until the target has consumed some calls and said so, in FIFO order with
+ * @r's other senders to that target, so calls from @r arrive in the order
+ * posted.
  * Inside a posted callback it does not wait (-EAGAIN).  Posting to @r's
  * own mailbox is allowed.
  *
@@ -150,7 +164,7 @@ int reactor_post(struct reactor *r, struct reactor_ref *to, reactor_call_fn *fn,
 /**
  * reactor_post_try() - reactor_post() without waiting: never suspends.
  *
- * Return: as reactor_post(); -EAGAIN if the mailbox is full (or other
+ * Return: as reactor_post(); -EAGAIN if @r's lane there is full (or other
  * senders of @r wait for room in it).
  */
 int reactor_post_try(struct reactor *r, struct reactor_ref *to, reactor_call_fn *fn, void *arg);
@@ -372,8 +386,7 @@ typedef int reactor_group_fn(struct reactor *r, unsigned index, void *arg);
  * -ENOMEM; -EMFILE; -EAGAIN if a thread could not be created (the members
  * already started are stopped before they run @fn, and joined).
  */
-int reactor_group_start(unsigned n, reactor_group_fn *fn, void *arg,
-			struct reactor_group **out);
+int reactor_group_start(unsigned n, reactor_group_fn *fn, void *arg, struct reactor_group **out);
 
 /** reactor_group_size() - the number of members of @g (0 if NULL). */
 unsigned reactor_group_size(const struct reactor_group *g);

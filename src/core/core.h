@@ -270,9 +270,12 @@ struct reactor {
 	unsigned bells_out;	/* doorbells sent whose completion is not reaped */
 	struct iou__psend *sendq_head, *sendq_tail; /* reactor_post() callers
 						 * waiting for mailbox space, FIFO */
+	struct iou__lane *lanes_out; /* our lanes into other mailboxes, MRU first */
 	struct reactor_ref **owed; /* doorbells that found no SQE, to send */
 	unsigned nowed, owed_cap;
 	bool rearm;		/* fallback: the mailbox's eventfd read must be re-armed */
+	bool lanes_dirty;	/* a lane was published without a fence (msg.c): settle */
+	bool mail_came;		/* the last poll delivered calls: look again before sleeping */
 	bool stop;		/* reactor_stop() arrived */
 	bool ppoll_wait;	/* block in ppoll() on the ring fd (valgrind; sched.c) */
 };
@@ -414,6 +417,8 @@ struct iou__rwait {
 	struct reactor_ref *mb;	   /* the waiter's reactor's mailbox */
 	iou__spin *lock;	   /* the object's lock */
 	iou__unlink_fn *unlink;	   /* the object's unlink */
+	/* Not a wait but a notice: run on the waiter's reactor instead of waking. */
+	void (*notice)(struct reactor *r, struct iou__rwait *rw);
 	void *obj;		   /* the object */
 	void *data;		   /* object-specific (the item to move) */
 	struct iou__rwait *prev, *next; /* the object's waiter list (under *lock) */
@@ -430,30 +435,57 @@ struct iou__mslot {
 };
 
 /*
- * A reactor's mailbox, which is what a struct reactor_ref points to: a
- * bounded multi-producer, single-consumer ring (msg.c).  Reference
- * counted: the reactor holds one reference, every handle
- * (reactor_ref_get()), group and doorbell in flight another, so that the
- * memory and the descriptors in it outlive the reactor for as long as
- * anyone can still post.  When the reactor goes, the mailbox is closed
- * (IOU__MAIL_CLOSED in @tail): posts fail with -ESHUTDOWN.
+ * A lane: the single-producer ring through which one sending reactor posts
+ * to one mailbox (msg.c).  Counted: the sender's registry holds one
+ * reference, the target's list of lanes the other.
  */
-#define IOU__MAIL_CLOSED ((uint64_t)1 << 63)
+struct iou__lane {
+	/* The sender's (its reactor's thread only). */
+	struct iou__lane *out_next;	/* r->lanes_out */
+	struct reactor_ref *to;		/* the target mailbox (a reference) */
+	uint64_t tail_local;		/* next position to write */
+	uint64_t head_seen;		/* a recent @head */
+	bool unfenced;			/* published since the last settle */
+	uint64_t ring_at;		/* ring the sleeping owner at this position (0: no) */
+	/* Published by the sender. */
+	_Alignas(64) _Atomic uint64_t tail; /* positions below hold calls */
+	/* The owner's. */
+	_Alignas(64) _Atomic uint64_t head; /* positions below are free again */
+	uint64_t next;			     /* next position to take */
+	struct iou__lane *prev, *lnext;	     /* the owner's list of lanes */
+	struct iou__lane *reg_next;	     /* the registration stack (mb->newlanes) */
+	/* Shared, rarely. */
+	_Atomic int refs;
+	iou__spin lock;		/* who hands back the calls when one side goes */
+	bool closed;		/* the target closed (under lock) */
+	_Atomic bool gone;	/* the sender went: the owner frees the lane once empty */
+	struct reactor_ref *from; /* the sender's mailbox (a reference), for @note */
+	struct iou__rwait note;	  /* "closed": handed to the sender's wake queue */
+	uint32_t mask;		  /* slots - 1 */
+	_Alignas(64) struct iou__mslot slots[];
+};
+
+/*
+ * A reactor's mailbox, which is what a struct reactor_ref points to: the
+ * lanes of its senders, its doorbell, and its wake queue (msg.c).
+ * Reference counted: the reactor holds one reference, every handle
+ * (reactor_ref_get()), group, lane and doorbell in flight another, so that
+ * the memory and the descriptors in it outlive the reactor for as long as
+ * anyone can still post.  When the reactor goes, the mailbox is closed:
+ * posts fail with -ESHUTDOWN.
+ */
 struct reactor_ref {
 	_Atomic long refs;
-	int ring_fd;	/* MSG_RING target: a dup of the owner's ring fd, or -1 */
-	int efd;	/* fallback: eventfd the owner keeps a read armed on, or -1 */
-	uint32_t mask;	/* slots - 1 */
-	struct iou__mslot *slots;  /* the calls, mask + 1 */
-	_Atomic uint32_t *seq;	   /* per slot: (uint32_t)(position + 1) once published */
-	/* written by senders */
-	_Alignas(64) _Atomic uint64_t tail; /* next position to claim; | CLOSED */
-	_Atomic uint64_t head_seen;	     /* a recent @head, so senders rarely read it */
-	_Alignas(64) _Atomic int sleeping;   /* owner is (about to be) blocked: ring */
-	_Atomic(struct iou__rwait *) wakeq;  /* remote waits to wake, LIFO */
-	/* the owner's */
-	_Alignas(64) _Atomic uint64_t head; /* positions below are consumed: free */
-	uint64_t next;			     /* next position to consume */
+	int ring_fd;	     /* MSG_RING target: a dup of the owner's ring fd, or -1 */
+	int efd;	     /* fallback: eventfd the owner keeps a read armed on, or -1 */
+	uint32_t lane_slots; /* slots of each lane into it */
+	_Atomic bool closed; /* the owner is gone */
+	/* Written by senders. */
+	_Alignas(64) _Atomic int sleeping;     /* owner is (about to be) blocked: ring */
+	_Atomic(struct iou__rwait *) wakeq;    /* remote waits to wake, LIFO */
+	_Atomic(struct iou__lane *) newlanes;  /* lanes to adopt, LIFO; IOU__SHUT when closed */
+	/* The owner's. */
+	_Alignas(64) struct iou__lane *lanes;  /* adopted lanes, polled in turn */
 	_Atomic int nwant;		     /* want list non-empty */
 	iou__spin want_lock;
 	struct iou__rwait *want_head, *want_tail; /* senders waiting for space */
@@ -472,6 +504,7 @@ void iou__mail_cqe(struct reactor *r, const struct io_uring_cqe *cqe);
 int iou__mail_flush(struct reactor *r);
 void iou__mail_fini(struct reactor *r);
 void iou__mail_release(struct reactor *r);
+void iou__lanes_settle(struct reactor *r);
 void iou__hook_add(struct reactor *r, struct iou__hook *h);
 void iou__hook_del(struct reactor *r, struct iou__hook *h);
 int iou__rwait_prepare(struct reactor *r, struct iou__rwait *rw, void *obj, iou__spin *lock,

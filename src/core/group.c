@@ -19,7 +19,7 @@
 struct member {
 	struct reactor_group *g;
 	unsigned index;
-	bool started;		/* its thread exists */
+	bool started; /* its thread exists */
 	thrd_t thread;
 	struct reactor_ref *mb; /* the group's reference on its mailbox */
 	int result;		/* what fn returned, or why it did not run */
@@ -29,8 +29,8 @@ struct reactor_group {
 	unsigned n;
 	reactor_group_fn *fn;
 	void *arg;
-	_Atomic int gate;	   /* 0: wait; 1: run fn; -1: stop before it */
-	_Atomic unsigned ready;	   /* members past creating their reactor */
+	_Atomic int gate;	/* 0: wait; 1: run fn; -1: stop before it */
+	_Atomic unsigned ready; /* members past creating their reactor */
 	iou__spin lock;
 	unsigned live;		   /* members whose fn has not returned (under lock) */
 	struct iou__rwait *joiner; /* a parked reactor_group_join() (under lock) */

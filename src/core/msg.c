@@ -1,33 +1,47 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Messaging between reactors: the mailbox each reactor empties, posting to
- * it, the doorbell that wakes a sleeping owner, the wake queue through which
- * other threads hand back callers parked on cross-reactor objects, and what
- * a mailbox does when its reactor goes.
+ * Messaging between reactors: the mailbox each reactor empties, the lanes
+ * through which other reactors post to it, the doorbell that wakes a
+ * sleeping owner, the wake queue through which other threads hand back
+ * callers parked on cross-reactor objects, and what a mailbox does when its
+ * reactor goes.
  *
- * Mailbox.  A bounded multi-producer, single-consumer ring of calls.
- * Senders claim a position with one compare-and-swap on the tail, write the
- * call into its slot and publish it by storing position + 1 in the slot's
- * sequence number; no lock, no system call.  The owner takes published
- * calls in position order, a batch at a time, and frees the batch's slots
- * by storing its head once; senders keep a recent copy of the head and read
- * the real one only when the copy says the ring may be full.  So the slot
- * lines only ever travel from senders to the owner.  Senders from one
- * thread claim positions in program order, so their calls run in the order
- * posted.
+ * Lanes.  Each sending reactor posts to a mailbox through a lane of its own:
+ * a bounded single-producer, single-consumer ring of calls, made on its
+ * first post there and registered with the mailbox through a lock-free
+ * stack that the owner adopts from.  Posting writes the call into the next
+ * slot and publishes the lane's tail with a release store: no lock, no
+ * read-modify-write, no fence, no system call -- which matters, because a
+ * locked instruction per message would wait for the cache lines of every
+ * slot written before it.  The owner takes what each lane holds a batch at
+ * a time, frees the batch's slots by publishing the lane's head, tells
+ * blocked senders there is room, and only then runs the batch, so senders
+ * refill while it works.  One lane per sender and target keeps the calls of
+ * a sender in the order posted, and bounds each sender on its own.
  *
- * Doorbell.  The owner announces that it is about to block (`sleeping`,
- * then a last look at the queue); a sender that publishes and then finds
- * the announcement takes it (exchange to 0) and rings: an IORING_OP_MSG_RING
- * from its own ring to a dup of the owner's ring fd, whose CQE
- * (IOU__UDATA_MAIL) ends the owner's io_uring_enter; or, without MSG_RING,
- * a write to an eventfd on which the owner keeps a read armed.  The store
- * and load on each side are sequentially consistent, so one side always
- * sees the other: no lost wake-up, and at most one doorbell per sleep.  The
- * doorbell we send is a counted request whose user_data is the target
- * mailbox tagged IOU__UDATA_BELL; it holds a reference on the mailbox until
- * its completion is reaped (and is sent again if the kernel failed it for
- * want of memory).
+ * Doorbell.  The owner announces that it is about to block (`sleeping`),
+ * then takes a last look at its lanes, its wake queue and its lane
+ * registrations; a sender that publishes and then finds the announcement
+ * takes it (exchange to 0) and rings: an IORING_OP_MSG_RING from its own
+ * ring to a dup of the owner's ring fd, whose CQE (IOU__UDATA_MAIL) ends the
+ * owner's io_uring_enter; or, without MSG_RING, a write to an eventfd on
+ * which the owner keeps a read armed.  The handshake needs each side's
+ * store ordered before its load, which on the sender's side would be a
+ * fence per message.  So a sender in a fiber or a callback publishes with a
+ * plain store and only peeks at the announcement, and its reactor settles
+ * the lanes it published to at its next poll, which always comes before it
+ * blocks or returns: one sequentially consistent store per lane, then the
+ * look (iou__lanes_settle(); submissions wait for that poll too).  The
+ * thread's own context outside the driver, after which nothing may come,
+ * makes that store at once.  Either way no wake-up is lost, and at most one
+ * doorbell is rung per sleep.  A streaming sender that finds the owner
+ * asleep rings after some more calls (RING_AFTER) or at its next poll,
+ * whichever comes first, and the owner looks once more after a round that
+ * delivered calls before it sleeps: a wake-up costs the waker microseconds,
+ * so each should find plenty of work.  The doorbell we send is a counted request
+ * whose user_data is the target mailbox tagged IOU__UDATA_BELL; it holds a
+ * reference on the mailbox until its completion is reaped (and is sent
+ * again if the kernel failed it for want of memory).
  *
  * Remote waits (struct iou__rwait, core.h).  A caller parked on an object
  * of another thread is completed by that thread under the object's lock:
@@ -35,22 +49,27 @@
  * reversed when taken), and the doorbell is rung if the owner sleeps.  The
  * owner wakes it on its next poll.  Each such wait is registered as a
  * teardown hook on its reactor, so that a reactor torn down takes its
- * parked callers off other threads' objects before their stacks go.
+ * parked callers off other threads' objects before their stacks go.  The
+ * same queue carries notices, records that run a function on the reactor
+ * instead of waking a caller ("your lane's target closed").
  *
- * Back-pressure.  A full mailbox makes reactor_post() wait: the first of a
+ * Back-pressure.  A full lane makes reactor_post() wait: the first of a
  * reactor's senders waiting for that mailbox links itself on the mailbox's
  * "want" list and tries once more; the owner, whenever it has freed slots
  * and finds the list non-empty, wakes every sender on it through their own
  * wake queues (a message back, not polling); the others wait in their
- * reactor's FIFO behind the first.  The owner frees a batch's slots before
- * it runs the batch, so senders refill while it works.
+ * reactor's FIFO behind the first.
  *
- * Teardown.  Hooks first (remote waits unlinked, remote fibers reported);
- * then the mailbox closes: the closed bit in the tail makes every later
- * claim fail with -ESHUTDOWN, the calls already queued run their callbacks
- * with -ESHUTDOWN, and senders waiting for room are woken to learn it.  The
- * doorbells we still owe are sent and settled before the ring is drained.
- * The mailbox itself lives on while handles refer to it.
+ * Teardown.  Hooks first (remote waits unlinked, remote fibers reported).
+ * Then the reactor lets go of its lanes into other mailboxes (their owners
+ * still deliver what is in them).  Then its mailbox closes: later posts and
+ * lane registrations fail with -ESHUTDOWN; each lane whose sender is gone
+ * has its calls handed back here, with -ESHUTDOWN; each other lane is
+ * marked closed and its sender told through a notice, so that the sender
+ * hands back its own undelivered calls on its own thread; senders waiting
+ * for room learn it too.  The doorbells we still owe are sent and settled
+ * before the ring is drained.  The mailbox itself lives on while handles
+ * refer to it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,18 +80,33 @@
 
 #include "core.h"
 
-#define rwait_of(w) ((struct iou__rwait *)((char *)(w) - offsetof(struct iou__rwait, wait)))
-#define rwait_of_hook(h) ((struct iou__rwait *)((char *)(h) - offsetof(struct iou__rwait, hook)))
+#define rwait_of(w) ((struct iou__rwait *)((char *)(w)-offsetof(struct iou__rwait, wait)))
+#define rwait_of_hook(h) ((struct iou__rwait *)((char *)(h)-offsetof(struct iou__rwait, hook)))
+#define lane_of_note(rw) ((struct iou__lane *)((char *)(rw)-offsetof(struct iou__lane, note)))
 
 #define MIN_SLOTS 2u
 #define MAX_SLOTS 65536u
+/* Calls taken from a lane at a time, before any of them runs. */
+#define BATCH 64
+/*
+ * A sender in a fiber that finds the owner asleep rings after this many
+ * more calls (at most a quarter of the lane), or at its next poll if that
+ * comes first: a wake-up costs the waker several microseconds here, and
+ * one that finds a thousand calls is worth it where one per call is not.
+ */
+#define RING_AFTER 1024u
 
-/* A reactor_post() caller waiting for room in a full mailbox. */
+/* mb->newlanes once the mailbox is closed: no lane can register. */
+#define SHUT ((struct iou__lane *)(uintptr_t)1)
+
+/* A reactor_post() caller waiting for room in a full lane. */
 struct iou__psend {
-	struct iou__rwait rw;	   /* on the target's want list while first in line */
-	struct reactor_ref *to;	   /* the target */
+	struct iou__rwait rw;		/* on the target's want list while first in line */
+	struct reactor_ref *to;		/* the target */
 	struct iou__psend *prev, *next; /* r->sendq */
 };
+
+static void lane_put(struct iou__lane *l);
 
 /* ---- hooks ------------------------------------------------------------------ */
 
@@ -101,30 +135,21 @@ void iou__hook_del(struct reactor *r, struct iou__hook *h)
 int iou__mail_new(unsigned slots, struct reactor_ref **out)
 {
 	struct reactor_ref *mb;
-	size_t head = (sizeof(*mb) + 63) & ~(size_t)63;
-	size_t calls = (size_t)slots * sizeof(mb->slots[0]);
-	size_t size = (head + calls + (size_t)slots * sizeof(mb->seq[0]) + 63) & ~(size_t)63;
 
-	mb = aligned_alloc(64, size);
+	mb = aligned_alloc(64, (sizeof(*mb) + 63) & ~(size_t)63);
 	if (!mb)
 		return -ENOMEM;
-	memset(mb, 0, size);
+	memset(mb, 0, sizeof(*mb));
 	atomic_init(&mb->refs, 1);
 	mb->ring_fd = -1;
 	mb->efd = -1;
-	mb->mask = slots - 1;
-	mb->slots = (struct iou__mslot *)((char *)mb + head);
-	mb->seq = (_Atomic uint32_t *)((char *)mb + head + calls);
-	atomic_init(&mb->tail, 0);
-	atomic_init(&mb->head_seen, 0);
+	mb->lane_slots = slots;
+	atomic_init(&mb->closed, false);
 	atomic_init(&mb->sleeping, 0);
 	atomic_init(&mb->wakeq, NULL);
-	atomic_init(&mb->head, 0);
+	atomic_init(&mb->newlanes, NULL);
 	atomic_init(&mb->nwant, 0);
 	atomic_init(&mb->want_lock.held, false);
-	/* seq[i] == 0 never matches position i + 1 of the first lap. */
-	for (unsigned i = 0; i < slots; i++)
-		atomic_init(&mb->seq[i], 0);
 	*out = mb;
 	return 0;
 }
@@ -196,8 +221,8 @@ void iou__mail_put(struct reactor_ref *mb)
 {
 	if (!mb || atomic_fetch_sub_explicit(&mb->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	/* Never bound (a group member that failed early): hand back what it holds. */
-	if (!(atomic_load_explicit(&mb->tail, memory_order_relaxed) & IOU__MAIL_CLOSED))
+	/* Never bound and never closed: nobody can have posted (a lane would hold it). */
+	if (!atomic_load_explicit(&mb->closed, memory_order_relaxed))
 		iou__mail_close(NULL, mb);
 	if (mb->ring_fd >= 0)
 		close(mb->ring_fd);
@@ -249,7 +274,8 @@ static void anon_bell(struct reactor_ref *mb)
 		io_uring_submit(&anon_ring);
 	}
 	/* Only failures post completions; nobody is left to retry them. */
-	io_uring_for_each_cqe(&anon_ring, head, cqe) n++;
+	io_uring_for_each_cqe (&anon_ring, head, cqe)
+		n++;
 	io_uring_cq_advance(&anon_ring, n);
 	iou__spin_unlock(&anon_lock);
 }
@@ -301,9 +327,11 @@ int iou__mail_flush(struct reactor *r)
 
 /*
  * Wake the owner of @mb, which announced it sleeps, from @r (the calling
- * thread's reactor, or NULL).
+ * thread's reactor, or NULL).  @now: submit at once (calls posted through a
+ * lane: the owner would otherwise sleep while a sender streams), else with
+ * the next batch, when the calling fiber parks.
  */
-static void bell(struct reactor *r, struct reactor_ref *mb)
+static void bell(struct reactor *r, struct reactor_ref *mb, bool now)
 {
 	struct io_uring_sqe *sqe;
 
@@ -323,14 +351,17 @@ static void bell(struct reactor *r, struct reactor_ref *mb)
 		prep_bell(r, sqe, mb);
 	else
 		owe(r, mb);
-	if (!r->current && !r->driving) {
-		/* The thread's own context outside the driver: nobody submits for us. */
-		for (unsigned tries = 0; tries < 64; tries++) {
-			io_uring_submit(&r->ring);
-			if (!r->nowed)
-				break;
-			iou__mail_flush(r);
-		}
+	/*
+	 * From the thread's own context outside the driver, nobody would
+	 * submit for us.  At most once per sleep of the target.
+	 */
+	if (!now && (r->current || r->driving))
+		return;
+	for (unsigned tries = 0; tries < 64; tries++) {
+		io_uring_submit(&r->ring);
+		if (!r->nowed)
+			break;
+		iou__mail_flush(r);
 	}
 }
 
@@ -356,8 +387,8 @@ void iou__mail_cqe(struct reactor *r, const struct io_uring_cqe *cqe)
 	mb = (struct reactor_ref *)(uintptr_t)(cqe->user_data & ~IOU__UDATA_TAGS);
 	r->inflight--;
 	r->bells_out--;
-	if ((res == -ENOMEM || res == -EAGAIN || res == -EOVERFLOW || res == -EINTR) && !r->closing &&
-	    !(atomic_load_explicit(&mb->tail, memory_order_relaxed) & IOU__MAIL_CLOSED)) {
+	if ((res == -ENOMEM || res == -EAGAIN || res == -EOVERFLOW || res == -EINTR) &&
+	    !r->closing && !atomic_load_explicit(&mb->closed, memory_order_relaxed)) {
 		owe(r, mb); /* keeps the reference */
 		return;
 	}
@@ -365,18 +396,169 @@ void iou__mail_cqe(struct reactor *r, const struct io_uring_cqe *cqe)
 	iou__mail_put(mb);
 }
 
-/* ---- the owner's side ------------------------------------------------------------- */
+/* ---- lanes ------------------------------------------------------------------------ */
 
-/* Is the call at position @pos published? */
-static bool published(const struct reactor_ref *mb, uint64_t pos, memory_order mo)
+static void lane_put(struct iou__lane *l)
 {
-	return atomic_load_explicit(&mb->seq[pos & mb->mask], mo) == (uint32_t)(pos + 1);
+	if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	iou__mail_put(l->to);
+	free(l);
 }
 
+/* Hand back the calls still in @l with -ESHUTDOWN (the side left owns them). */
+static void sweep(struct iou__lane *l)
+{
+	uint64_t pos = atomic_load_explicit(&l->head, memory_order_acquire);
+	uint64_t tail = atomic_load_explicit(&l->tail, memory_order_acquire);
+
+	for (; pos != tail; pos++) {
+		struct iou__mslot *s = &l->slots[pos & l->mask];
+
+		s->fn(NULL, s->arg, -ESHUTDOWN);
+	}
+	atomic_store_explicit(&l->head, tail, memory_order_release);
+}
+
+/* Notice on the sender's reactor: the target closed the lane. */
+static void lane_closed(struct reactor *r, struct iou__rwait *rw)
+{
+	struct iou__lane *l = lane_of_note(rw), **pp;
+
+	for (pp = &r->lanes_out; *pp; pp = &(*pp)->out_next) {
+		if (*pp == l) {
+			*pp = l->out_next;
+			sweep(l);
+			lane_put(l);
+			return;
+		}
+	}
+}
+
+/* A new lane from @r to @to, registered with the target. */
+static int lane_new(struct reactor *r, struct reactor_ref *to, struct iou__lane **out)
+{
+	struct iou__lane *l, *old;
+	size_t size;
+	int ret = iou__mail_self(r);
+
+	if (ret < 0)
+		return ret;
+	if (atomic_load_explicit(&to->closed, memory_order_acquire))
+		return -ESHUTDOWN;
+	size = (sizeof(*l) + (size_t)to->lane_slots * sizeof(l->slots[0]) + 63) & ~(size_t)63;
+	l = aligned_alloc(64, size);
+	if (!l)
+		return -ENOMEM;
+	memset(l, 0, size);
+	l->to = reactor_ref_dup(to);
+	l->from = r->mbox;
+	l->mask = to->lane_slots - 1;
+	atomic_init(&l->tail, 0);
+	atomic_init(&l->head, 0);
+	atomic_init(&l->refs, 2);
+	atomic_init(&l->gone, false);
+	atomic_init(&l->lock.held, false);
+	l->note.notice = lane_closed;
+	l->note.mb = r->mbox;
+	old = atomic_load_explicit(&to->newlanes, memory_order_relaxed);
+	do {
+		if (old == SHUT) {
+			iou__mail_put(to);
+			free(l);
+			return -ESHUTDOWN;
+		}
+		l->reg_next = old;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&to->newlanes, &old, l, memory_order_seq_cst, memory_order_relaxed));
+	l->out_next = r->lanes_out;
+	r->lanes_out = l;
+	*out = l;
+	return 0;
+}
+
+/* @r's lane to @to, made on first use; the most recently used come first. */
+static int lane_get(struct reactor *r, struct reactor_ref *to, struct iou__lane **out)
+{
+	struct iou__lane *l = r->lanes_out, **pp;
+
+	if (iou__likely(l && l->to == to)) {
+		*out = l;
+		return 0;
+	}
+	for (pp = &r->lanes_out; (l = *pp); pp = &l->out_next) {
+		if (l->to == to) {
+			*pp = l->out_next;
+			l->out_next = r->lanes_out;
+			r->lanes_out = l;
+			*out = l;
+			return 0;
+		}
+	}
+	return lane_new(r, to, out);
+}
+
+/* Let go of every lane of @r (teardown): their owners deliver what is in them. */
+static void lanes_drop(struct reactor *r)
+{
+	struct iou__lane *l;
+
+	if (r->lanes_dirty)
+		iou__lanes_settle(r);
+	while ((l = r->lanes_out)) {
+		bool closed;
+
+		r->lanes_out = l->out_next;
+		iou__spin_lock(&l->lock);
+		atomic_store_explicit(&l->gone, true, memory_order_release);
+		closed = l->closed;
+		iou__spin_unlock(&l->lock);
+		/* Closed: its notice sits in our (abandoned) wake queue; we hand back. */
+		if (closed)
+			sweep(l);
+		lane_put(l);
+	}
+}
+
+/* ---- the owner's side ------------------------------------------------------------- */
+
+/* Take the lanes registered since the last look into our list. */
+static void adopt(struct reactor_ref *mb, struct iou__lane *l)
+{
+	while (l && l != SHUT) {
+		struct iou__lane *n = l->reg_next;
+
+		l->prev = NULL;
+		l->lnext = mb->lanes;
+		if (mb->lanes)
+			mb->lanes->prev = l;
+		mb->lanes = l;
+		l = n;
+	}
+}
+
+static void lane_unlink(struct reactor_ref *mb, struct iou__lane *l)
+{
+	if (l->prev)
+		l->prev->lnext = l->lnext;
+	else
+		mb->lanes = l->lnext;
+	if (l->lnext)
+		l->lnext->prev = l->prev;
+	l->prev = l->lnext = NULL;
+}
+
+/* Anything for us: a wake, a new lane, a call in a lane? */
 static bool has_mail(const struct reactor_ref *mb)
 {
-	return atomic_load_explicit(&mb->wakeq, memory_order_seq_cst) != NULL ||
-	       published(mb, mb->next, memory_order_seq_cst);
+	struct iou__lane *n = atomic_load_explicit(&mb->newlanes, memory_order_seq_cst);
+
+	if (atomic_load_explicit(&mb->wakeq, memory_order_seq_cst) || (n && n != SHUT))
+		return true;
+	for (const struct iou__lane *l = mb->lanes; l; l = l->lnext)
+		if (atomic_load_explicit(&l->tail, memory_order_seq_cst) != l->next)
+			return true;
+	return false;
 }
 
 /*
@@ -392,6 +574,16 @@ bool iou__mail_sleep(struct reactor *r)
 		if (r->rearm)
 			return false;
 	}
+	/*
+	 * Calls came in the last round: take one more before announcing a
+	 * sleep, so that a sender in mid-stream keeps us delivering instead of
+	 * paying a wake-up for each time we catch up with it.  A round that
+	 * finds nothing ends this.
+	 */
+	if (r->mail_came) {
+		r->mail_came = false;
+		return false;
+	}
 	atomic_store_explicit(&mb->sleeping, 1, memory_order_seq_cst);
 	if (has_mail(mb)) {
 		atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
@@ -405,13 +597,21 @@ void iou__mail_awake(struct reactor *r)
 	atomic_store_explicit(&r->mbox->sleeping, 0, memory_order_relaxed);
 }
 
-/* Can anything but our own ring wake us: a handle, or a remote wait? */
+/*
+ * Can anything but our own ring wake us: a handle or a lane someone else
+ * holds, or a remote wait?  (A lane of ours to ourselves does not count.)
+ */
 bool iou__mail_reachable(const struct reactor *r)
 {
 	const struct reactor_ref *mb = r->mbox;
+	long self = 0;
 
-	return mb && (r->rwaits > 0 || atomic_load_explicit(&mb->refs, memory_order_relaxed) > 1 ||
-		      atomic_load_explicit(&mb->wakeq, memory_order_relaxed) != NULL);
+	if (!mb)
+		return false;
+	for (const struct iou__lane *l = r->lanes_out; l; l = l->out_next)
+		self += l->to == mb;
+	return r->rwaits > 0 || atomic_load_explicit(&mb->refs, memory_order_relaxed) - self > 1 ||
+	       atomic_load_explicit(&mb->wakeq, memory_order_relaxed) != NULL;
 }
 
 /* Take @rw (a blocked sender) off @mb's want list; want_lock held. */
@@ -432,7 +632,11 @@ static void want_unlink(struct iou__rwait *rw)
 		atomic_store_explicit(&mb->nwant, 0, memory_order_relaxed);
 }
 
-/* Wake every sender waiting for room in @mb with @res. */
+/*
+ * Wake every sender waiting for room in @mb with @res.  Their doorbells go
+ * out at once, not with our next batch: a sender refills while we work
+ * through the rest of the lane.
+ */
 static void want_wake(struct reactor *r, struct reactor_ref *mb, int res)
 {
 	struct iou__rwait *rw;
@@ -444,9 +648,11 @@ static void want_wake(struct reactor *r, struct reactor_ref *mb, int res)
 		iou__rwake(r, rw, res);
 	}
 	iou__spin_unlock(&mb->want_lock);
+	if (r && !r->closing && io_uring_sq_ready(&r->ring))
+		io_uring_submit(&r->ring);
 }
 
-/* Wake the remote waits other threads completed for us, oldest first. */
+/* Wake the remote waits other threads completed for us (and run notices), oldest first. */
 static void take_wakes(struct reactor *r, struct reactor_ref *mb)
 {
 	struct iou__rwait *l = atomic_exchange_explicit(&mb->wakeq, NULL, memory_order_acquire);
@@ -460,49 +666,68 @@ static void take_wakes(struct reactor *r, struct reactor_ref *mb)
 	}
 	while (rev) {
 		n = rev->wnext;
-		rev->pending = false;
-		iou__wake(r, &rev->wait);
+		if (rev->notice) {
+			rev->notice(r, rev);
+		} else {
+			rev->pending = false;
+			iou__wake(r, &rev->wait);
+		}
 		rev = n;
 	}
 }
 
-/* Calls taken from the mailbox at a time, before any of them runs. */
-#define BATCH 64
-
 /*
- * Deliver what arrived: remote wakes, then up to one mailbox-full of calls
- * (so that a flood cannot starve the fibers).  Calls are taken a batch at a
- * time and their slots freed, and blocked senders told there is room,
- * before the batch runs: senders refill while we work.
+ * Deliver up to one lane-full of calls from @l, a batch at a time: copy the
+ * batch out, free its slots, tell blocked senders, then run it.
  */
-void iou__mail_poll(struct reactor *r)
+static void drain(struct reactor *r, struct reactor_ref *mb, struct iou__lane *l)
 {
-	struct reactor_ref *mb = r->mbox;
 	struct iou__mslot batch[BATCH];
+	uint64_t tail = atomic_load_explicit(&l->tail, memory_order_acquire);
 	unsigned total = 0;
 
-	if (atomic_load_explicit(&mb->wakeq, memory_order_relaxed))
-		take_wakes(r, mb);
-	while (total <= mb->mask) {
-		uint64_t pos = mb->next;
-		unsigned k = 0;
+	while (l->next != tail && total <= l->mask) {
+		unsigned k = tail - l->next < BATCH ? (unsigned)(tail - l->next) : BATCH;
 
-		while (k < BATCH && total + k <= mb->mask && published(mb, pos, memory_order_acquire)) {
-			batch[k].fn = mb->slots[pos & mb->mask].fn;
-			batch[k].arg = mb->slots[pos & mb->mask].arg;
-			pos++;
-			k++;
-		}
-		if (!k)
-			break;
-		/* Copied out: free the slots, then tell blocked senders. */
-		mb->next = pos;
-		atomic_store_explicit(&mb->head, pos, memory_order_seq_cst);
+		for (unsigned i = 0; i < k; i++)
+			batch[i] = l->slots[(l->next + i) & l->mask];
+		l->next += k;
+		total += k;
+		atomic_store_explicit(&l->head, l->next, memory_order_seq_cst);
 		if (atomic_load_explicit(&mb->nwant, memory_order_seq_cst))
 			want_wake(r, mb, 0);
 		for (unsigned i = 0; i < k; i++)
 			batch[i].fn(r, batch[i].arg, 0);
-		total += k;
+		if (l->next == tail)
+			tail = atomic_load_explicit(&l->tail, memory_order_acquire);
+	}
+}
+
+/*
+ * Deliver what arrived: remote wakes and notices, new lanes, then up to a
+ * lane-full of calls from each lane in turn (so that a flood cannot starve
+ * the fibers).  A lane whose sender is gone is freed once empty.
+ */
+void iou__mail_poll(struct reactor *r)
+{
+	struct reactor_ref *mb = r->mbox;
+	struct iou__lane *l, *n;
+
+	if (atomic_load_explicit(&mb->wakeq, memory_order_relaxed))
+		take_wakes(r, mb);
+	if (atomic_load_explicit(&mb->newlanes, memory_order_relaxed))
+		adopt(mb, atomic_exchange_explicit(&mb->newlanes, NULL, memory_order_acquire));
+	for (l = mb->lanes; l; l = n) {
+		n = l->lnext;
+		if (atomic_load_explicit(&l->tail, memory_order_relaxed) != l->next) {
+			drain(r, mb, l);
+			r->mail_came = true;
+		}
+		if (atomic_load_explicit(&l->gone, memory_order_acquire) &&
+		    atomic_load_explicit(&l->tail, memory_order_acquire) == l->next) {
+			lane_unlink(mb, l);
+			lane_put(l);
+		}
 	}
 	if (r->rearm && !r->closing)
 		arm(r);
@@ -627,48 +852,99 @@ void iou__rwake(struct reactor *r, struct iou__rwait *rw, int res)
 	while (!atomic_compare_exchange_weak_explicit(&mb->wakeq, &old, rw, memory_order_seq_cst,
 						      memory_order_relaxed));
 	if (take_sleeper(mb))
-		bell(r, mb);
+		bell(r, mb, false);
 }
 
 /* ---- posting ---------------------------------------------------------------------------- */
 
 /*
- * Claim a slot of @mb and publish the call in it.  A sender reads the
- * owner's head (one line the owner writes once per batch) only when the
- * copy it last saw says the ring might be full, and never reads what the
- * owner wrote in the slots: the slot lines only travel from senders to the
- * owner.  Return: 1 if queued and the owner must be woken; 0 if queued;
- * -EAGAIN if full; -ESHUTDOWN if the mailbox is closed.
+ * Post into @l from @r: write the call, publish the tail.  From a fiber or
+ * a posted callback, the tail is published with a plain release store and
+ * the owner's sleep announcement only peeked at; the lane is marked, and
+ * @r's next poll -- which comes before @r blocks, and before the driver
+ * returns -- publishes it once more with a sequentially consistent store and
+ * looks again (iou__lanes_settle()), as submissions wait for the poll too.
+ * From the thread's own context outside the driver, nothing may come after:
+ * that store is made at once.  Return: 1 if posted and the owner must be
+ * woken; 0 if posted; -EAGAIN if the lane is full; -ESHUTDOWN if the target
+ * closed.
  */
-static int push(struct reactor_ref *mb, reactor_call_fn *fn, void *arg)
+static int push(struct reactor *r, struct iou__lane *l, reactor_call_fn *fn, void *arg)
 {
-	uint64_t pos = atomic_load_explicit(&mb->tail, memory_order_relaxed);
+	uint64_t pos = l->tail_local;
 
-	for (;;) {
-		if (pos & IOU__MAIL_CLOSED)
-			return -ESHUTDOWN;
-		if (pos - atomic_load_explicit(&mb->head_seen, memory_order_acquire) > mb->mask) {
-			uint64_t head = atomic_load_explicit(&mb->head, memory_order_seq_cst);
-
-			atomic_store_explicit(&mb->head_seen, head, memory_order_release);
-			if (pos - head > mb->mask)
-				return -EAGAIN;
-		}
-		if (atomic_compare_exchange_weak_explicit(&mb->tail, &pos, pos + 1, memory_order_relaxed,
-							  memory_order_relaxed))
-			break;
+	if (iou__unlikely(pos - l->head_seen > l->mask)) {
+		l->head_seen = atomic_load_explicit(&l->head, memory_order_seq_cst);
+		if (pos - l->head_seen > l->mask)
+			return atomic_load_explicit(&l->to->closed, memory_order_relaxed) ?
+				       -ESHUTDOWN :
+				       -EAGAIN;
 	}
-	mb->slots[pos & mb->mask].fn = fn;
-	mb->slots[pos & mb->mask].arg = arg;
-	atomic_store_explicit(&mb->seq[pos & mb->mask], (uint32_t)(pos + 1), memory_order_seq_cst);
-	return take_sleeper(mb) ? 1 : 0;
+	l->slots[pos & l->mask].fn = fn;
+	l->slots[pos & l->mask].arg = arg;
+	l->tail_local = pos + 1;
+	if (iou__likely(r->current || r->driving)) {
+		atomic_store_explicit(&l->tail, pos + 1, memory_order_release);
+		if (!l->unfenced) {
+			l->unfenced = true;
+			r->lanes_dirty = true;
+		}
+		/*
+		 * The owner sleeps: ring after RING_AFTER more calls, or at our
+		 * next poll, whichever comes first (see RING_AFTER).
+		 */
+		if (iou__likely(!l->ring_at)) {
+			if (atomic_load_explicit(&l->to->sleeping, memory_order_relaxed))
+				l->ring_at = pos + 1 +
+					     (l->mask / 4 < RING_AFTER ? l->mask / 4 : RING_AFTER);
+			return 0;
+		}
+		if (pos + 1 < l->ring_at)
+			return 0;
+		l->ring_at = 0;
+		return take_sleeper(l->to);
+	}
+	atomic_store_explicit(&l->tail, pos + 1, memory_order_seq_cst);
+	return take_sleeper(l->to) ? 1 : 0;
+}
+
+/*
+ * The other half of the sleep handshake for lanes published without a
+ * fence: store each such tail again, sequentially consistent, then look at
+ * the owner's announcement.  Either the owner's last look saw the calls, or
+ * we see it asleep and ring.
+ */
+void iou__lanes_settle(struct reactor *r)
+{
+	r->lanes_dirty = false;
+	for (struct iou__lane *l = r->lanes_out; l; l = l->out_next) {
+		if (!l->unfenced)
+			continue;
+		l->unfenced = false;
+		l->ring_at = 0;
+		atomic_store_explicit(&l->tail, l->tail_local, memory_order_seq_cst);
+		if (take_sleeper(l->to))
+			bell(r, l->to, true);
+	}
+}
+
+/* Post @fn(@arg) from @r to @to through @r's lane there. */
+static int push_to(struct reactor *r, struct reactor_ref *to, reactor_call_fn *fn, void *arg)
+{
+	struct iou__lane *l;
+	int ret;
+
+	if (iou__unlikely(atomic_load_explicit(&to->closed, memory_order_relaxed)))
+		return -ESHUTDOWN;
+	ret = lane_get(r, to, &l);
+	return ret < 0 ? ret : push(r, l, fn, arg);
 }
 
 /* Ring after a successful push if it asked for it; the push's result. */
 static int rang(struct reactor *r, struct reactor_ref *mb, int ret)
 {
 	if (ret == 1) {
-		bell(r, mb);
+		bell(r, mb, true);
 		ret = 0;
 	}
 	return ret;
@@ -692,7 +968,7 @@ static int want(struct iou__psend *s)
 	struct iou__rwait *rw = &s->rw;
 
 	iou__spin_lock(&mb->want_lock);
-	if (atomic_load_explicit(&mb->tail, memory_order_relaxed) & IOU__MAIL_CLOSED) {
+	if (atomic_load_explicit(&mb->closed, memory_order_relaxed)) {
 		iou__spin_unlock(&mb->want_lock);
 		return -ESHUTDOWN;
 	}
@@ -727,14 +1003,14 @@ static int post_wait(struct reactor *r, struct iou__psend *s, reactor_call_fn *f
 	for (;;) {
 		s->rw.served = false;
 		if (queued_for(r, s->to, NULL) == s) {
-			ret = push(s->to, fn, arg);
+			ret = push_to(r, s->to, fn, arg);
 			if (ret != -EAGAIN)
 				break;
 			ret = want(s);
 			if (ret < 0)
 				break;
 			/* Room may have freed before the owner could see us. */
-			ret = push(s->to, fn, arg);
+			ret = push_to(r, s->to, fn, arg);
 			if (ret != -EAGAIN)
 				break;
 		}
@@ -758,7 +1034,8 @@ static int post_wait(struct reactor *r, struct iou__psend *s, reactor_call_fn *f
 	return ret;
 }
 
-static int post(struct reactor *r, struct reactor_ref *to, reactor_call_fn *fn, void *arg, bool wait)
+static int post(struct reactor *r, struct reactor_ref *to, reactor_call_fn *fn, void *arg,
+		bool wait)
 {
 	struct iou__psend s;
 	int ret;
@@ -768,7 +1045,7 @@ static int post(struct reactor *r, struct reactor_ref *to, reactor_call_fn *fn, 
 	if (r != iou__self)
 		return -EPERM;
 	if (!r->sendq_head || !queued_for(r, to, NULL)) {
-		ret = push(to, fn, arg);
+		ret = push_to(r, to, fn, arg);
 		if (ret != -EAGAIN)
 			return rang(r, to, ret);
 	}
@@ -840,7 +1117,7 @@ IOU_API void reactor_ref_put(struct reactor_ref *ref)
 
 IOU_API bool reactor_ref_alive(const struct reactor_ref *ref)
 {
-	return ref && !(atomic_load_explicit(&ref->tail, memory_order_relaxed) & IOU__MAIL_CLOSED);
+	return ref && !atomic_load_explicit(&ref->closed, memory_order_relaxed);
 }
 
 /* ---- serving ------------------------------------------------------------------------------- */
@@ -880,34 +1157,41 @@ IOU_API int reactor_serve(struct reactor *r)
 /* ---- teardown -------------------------------------------------------------------------------- */
 
 /*
- * Close @mb: no claim succeeds any more; calls already queued are handed
- * back to their callbacks with -ESHUTDOWN; senders waiting for room learn
- * it.  @r: the owner being torn down (its ring rings the doorbells), or
- * NULL.
+ * Close @mb: no post or lane registration succeeds any more; calls left in
+ * lanes whose senders are gone are handed back here with -ESHUTDOWN; the
+ * senders of the other lanes are told, and hand back their own; senders
+ * waiting for room learn it.  @r: the owner being torn down (its ring rings
+ * the doorbells), or NULL.
  */
 void iou__mail_close(struct reactor *r, struct reactor_ref *mb)
 {
-	uint64_t t = atomic_fetch_or_explicit(&mb->tail, IOU__MAIL_CLOSED, memory_order_seq_cst) &
-		     ~IOU__MAIL_CLOSED;
+	struct iou__lane *l;
 	bool driving = r && r->driving;
 
+	atomic_store_explicit(&mb->closed, true, memory_order_seq_cst);
+	adopt(mb, atomic_exchange_explicit(&mb->newlanes, SHUT, memory_order_acq_rel));
 	/* Callbacks run as in the driver: nothing they call may wait. */
 	if (r)
 		r->driving = true;
-	for (; mb->next != t; mb->next++) {
-		struct iou__mslot *s = &mb->slots[mb->next & mb->mask];
-		unsigned spins = 0;
+	while ((l = mb->lanes)) {
+		bool gone;
 
-		/* Claimed before the close: its sender is a few stores from done. */
-		while (!published(mb, mb->next, memory_order_acquire)) {
-			if (++spins < 128)
-				iou__cpu_relax();
-			else
-				sched_yield();
+		lane_unlink(mb, l);
+		/* What we took is done: the rest is for whoever hands back. */
+		atomic_store_explicit(&l->head, l->next, memory_order_release);
+		iou__spin_lock(&l->lock);
+		l->closed = true;
+		gone = atomic_load_explicit(&l->gone, memory_order_acquire);
+		if (!gone) {
+			/* Under the lock: the sender cannot go (nor its mailbox) meanwhile. */
+			l->note.linked = false;
+			iou__rwake(r, &l->note, -ESHUTDOWN);
 		}
-		s->fn(NULL, s->arg, -ESHUTDOWN);
+		iou__spin_unlock(&l->lock);
+		if (gone)
+			sweep(l);
+		lane_put(l);
 	}
-	atomic_store_explicit(&mb->head, t, memory_order_release);
 	if (r)
 		r->driving = driving;
 	want_wake(r, mb, -ESHUTDOWN);
@@ -935,7 +1219,7 @@ static void bells_settle(struct reactor *r)
 
 /*
  * First part of a reactor's teardown, before its ring is drained: run the
- * hooks, close the mailbox, settle the doorbells.
+ * hooks, let go of our lanes, close the mailbox, settle the doorbells.
  */
 void iou__mail_fini(struct reactor *r)
 {
@@ -946,6 +1230,7 @@ void iou__mail_fini(struct reactor *r)
 		h->fn(r, h);
 	}
 	r->sendq_head = r->sendq_tail = NULL;
+	lanes_drop(r);
 	if (r->mbox) {
 		iou__mail_close(r, r->mbox);
 		/* Hooks the callbacks may have added (none should) go the same way. */
@@ -953,9 +1238,11 @@ void iou__mail_fini(struct reactor *r)
 			iou__hook_del(r, h);
 			h->fn(r, h);
 		}
-		/* What is left there are records on our own (now dead) stacks. */
+		/* What is left there are records on our own stacks, and notices. */
 		atomic_store_explicit(&r->mbox->wakeq, NULL, memory_order_relaxed);
 	}
+	/* Lanes the handed-back callbacks posted through (none should). */
+	lanes_drop(r);
 	bells_settle(r);
 }
 

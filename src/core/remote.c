@@ -14,7 +14,7 @@
 #include "core.h"
 
 struct fiber_remote {
-	_Atomic int refs;	   /* the handle's, and the target side's */
+	_Atomic int refs; /* the handle's, and the target side's */
 	iou__spin lock;
 	bool done;		   /* finished, or will never run (under lock) */
 	int err;		   /* with done: 0, or why it did not finish */
@@ -33,8 +33,7 @@ struct fiber_remote {
 	struct iou__hook hook; /* while it runs: the target's teardown reports it */
 };
 
-#define remote_of_hook(h) \
-	((struct fiber_remote *)((char *)(h) - offsetof(struct fiber_remote, hook)))
+#define remote_of_hook(h) ((struct fiber_remote *)((char *)(h)-offsetof(struct fiber_remote, hook)))
 
 static void remote_put(struct fiber_remote *rf)
 {
@@ -119,8 +118,9 @@ static void spawn_call(struct reactor *r, void *arg, int status)
 		fiber_cancel(f);
 }
 
-IOU_API int fiber_spawn_on(struct reactor *r, struct reactor_ref *to, const struct fiber_options *opts,
-			   fiber_fn *fn, void *arg, struct fiber_remote **out)
+IOU_API int fiber_spawn_on(struct reactor *r, struct reactor_ref *to,
+			   const struct fiber_options *opts, fiber_fn *fn, void *arg,
+			   struct fiber_remote **out)
 {
 	struct fiber_remote *rf;
 	int ret;

@@ -156,6 +156,9 @@ int iou__poll(struct reactor *r, bool block)
 	bool queued;
 	int ret = 0;
 
+	/* Calls posted without a fence: finish the handshake before anything waits. */
+	if (iou__unlikely(r->lanes_dirty))
+		iou__lanes_settle(r);
 	if (iou__unlikely(r->staged.head || r->cancelq.head || r->nowed)) {
 		if (r->nowed)
 			iou__mail_flush(r);
@@ -237,6 +240,9 @@ int iou__drive(struct reactor *r, const bool *done)
 		if (ret < 0)
 			break;
 	}
+	/* Fibers may have posted since the last poll: nothing else will settle that. */
+	if (r->lanes_dirty)
+		iou__lanes_settle(r);
 	r->driving = false;
 	return ret < 0 ? ret : 0;
 }
