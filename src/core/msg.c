@@ -263,10 +263,8 @@ static void anon_bell(struct reactor_ref *mb)
 	unsigned head, n = 0;
 
 	call_once(&anon_once, anon_init);
-	if (!anon_ok)
-		return;
 	iou__spin_lock(&anon_lock);
-	sqe = io_uring_get_sqe(&anon_ring);
+	sqe = anon_ok ? io_uring_get_sqe(&anon_ring) : NULL;
 	if (sqe) {
 		io_uring_prep_msg_ring(sqe, mb->ring_fd, 0, IOU__UDATA_MAIL, 0);
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -274,9 +272,22 @@ static void anon_bell(struct reactor_ref *mb)
 		io_uring_submit(&anon_ring);
 	}
 	/* Only failures post completions; nobody is left to retry them. */
-	io_uring_for_each_cqe (&anon_ring, head, cqe)
-		n++;
-	io_uring_cq_advance(&anon_ring, n);
+	if (anon_ok) {
+		io_uring_for_each_cqe (&anon_ring, head, cqe)
+			n++;
+		io_uring_cq_advance(&anon_ring, n);
+	}
+	iou__spin_unlock(&anon_lock);
+}
+
+/* The library going away (exit, dlclose) closes the ring if it was made. */
+__attribute__((destructor)) static void anon_fini(void)
+{
+	iou__spin_lock(&anon_lock);
+	if (anon_ok) {
+		anon_ok = false;
+		io_uring_queue_exit(&anon_ring);
+	}
 	iou__spin_unlock(&anon_lock);
 }
 
