@@ -25,6 +25,8 @@ PACKAGES=(
 	dnsmasq-base
 	librust-rustls-dev
 	librust-rustls-pemfile-dev
+	libuv1-dev
+	gnuplot-nox
 )
 
 # libioucontext-tls builds its Rust shim with cargo: any cargo on PATH (or
