@@ -46,6 +46,7 @@ servers=$(awk -F'\t' 'NR > 1 && !seen[$2]++ { printf "%s ", $2 }' "$tsv")
 cases=$(awk -F'\t' 'NR > 1 && !seen[$1]++ { printf "%s ", $1 }' "$tsv")
 
 {
+	[[ ! -f $out/echo-env.md ]] || { cat "$out/echo-env.md"; echo; }
 	echo "Medians of ${reps:-?} runs per cell; a fresh server for every run."
 	echo "\"CPU/req\" is the server's CPU time in the measured window (schedstat) per echoed"
 	echo "request; p50/p99/p999 are round-trip times of single messages seen by the client."
@@ -134,7 +135,7 @@ awk -v servers="$servers" '
 { m[$1, $2, $3] = $4; if ($1 ~ /^tcp64-c/) conns[substr($1, 8) + 0] = 1 }
 END {
 	ns = split(servers, S, " ")
-	printf "conns"
+	printf "# conns"
 	for (j = 1; j <= ns; j++) printf " %s_rps %s_p99", S[j], S[j]
 	print ""
 	n = 0
@@ -162,11 +163,11 @@ set grid
 set key top left
 set format y "%.0f"
 set ylabel "requests/s"
-plot for [i=1:$ns] "$dat" using 1:(column(2*i)) with linespoints title columnheader(2*i)
+plot for [i=1:$ns] "$dat" using 1:(column(2*i)) with linespoints title word("$servers", i)
 set logscale y
 set key top left
 set ylabel "p99 round trip (µs)"
-plot for [i=1:$ns] "$dat" using 1:(column(2*i+1)) with linespoints title columnheader(2*i+1)
+plot for [i=1:$ns] "$dat" using 1:(column(2*i+1)) with linespoints title word("$servers", i)
 unset multiplot
 EOF
 else

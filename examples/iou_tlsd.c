@@ -8,11 +8,12 @@
  * Threads: each of THREADS workers has its own thread, reactor (pinned to
  * its own CPU by the library) and listening socket bound to the same
  * address and port; with more than one, SO_REUSEPORT lets the kernel
- * spread connections over them.  Worker 0 is the main thread itself, so
- * -t 1 is a single-threaded server.  In a worker, iou_accept_each() gives
- * every connection its own fiber, which runs the handshake and then the
- * echo loop: a client that stalls mid-handshake holds only its own fiber,
- * never the others.
+ * spread connections over them.  Worker 0 is the main thread itself,
+ * workers 1 and up are a reactor group, so -t 1 is a single-threaded
+ * server; starting, watching and stopping them is the skeleton of
+ * workers.h.  In a worker, iou_accept_each() gives every connection its own
+ * fiber, which runs the handshake and then the echo loop: a client that
+ * stalls mid-handshake holds only its own fiber, never the others.
  *
  * Resource policy, for a server that must outlive abusive clients:
  * - A handshake must finish within --handshake-timeout (default 10 s).
@@ -33,14 +34,15 @@
  *   session.
  *
  * Stopping: SIGINT and SIGTERM (blocked before any thread exists, read from
- * a signalfd by a fiber of the main thread) make main write every worker's
- * stop eventfd.  A worker then stops accepting, drops connections still in
- * their handshake, and interrupts the reads of established ones with
- * iou_cancel_fd(); each connection fiber, seeing the stop, sends
- * close_notify (within FAREWELL) and closes.  Connections that have not
- * finished after GRACE (a client not reading, say) are cancelled outright.
- * Then the worker returns and main exits 0.  A worker that hits a fatal
- * error tells main through another eventfd and everyone stops the same way,
+ * a signalfd by a fiber of the main thread) make main run every worker's
+ * stop_worker() on that worker's thread (a call posted to its reactor),
+ * which wakes the worker's stopper fiber.  The worker then stops accepting,
+ * drops connections still in their handshake, and interrupts the reads of
+ * established ones with iou_cancel_fd(); each connection fiber, seeing the
+ * stop, sends close_notify (within FAREWELL) and closes.  Connections that
+ * have not finished after GRACE (a client not reading, say) are cancelled
+ * outright.  Then the worker returns and main exits 0.  A worker that hits
+ * a fatal error tells main (a posted call) and everyone stops the same way,
  * with status 1.
  *
  * Exit status: 0 after a signal, 1 on a runtime error (port in use, bad
@@ -62,22 +64,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <threads.h>
 #include <unistd.h>
-
-#include "signals.h"
 
 #define EXAMPLE_NAME "iou_tlsd"
 #include "usage.h"
+#include "workers.h"
 #include <ioucontext/ioucontext.h>
 #include <ioucontext/tls.h>
 
 #define DEFAULT_PORT 12345
-#define MAX_THREADS 256
 #define DEFAULT_HANDSHAKE_TIMEOUT 10.0
 #define DEFAULT_IDLE_TIMEOUT 300.0
 #define DEFAULT_MAX_CONNS 10000
@@ -99,8 +95,6 @@
 /* At most one "refused" line per thread per this interval. */
 #define REFUSE_LOG_INTERVAL (1 * IOU_SEC)
 
-/* With -p 0 a port is picked once, by worker 0; the others bind it. */
-
 /* getopt_long's values for options without a short form. */
 enum {
 	OPT_CERT = 256,
@@ -111,12 +105,6 @@ enum {
 	OPT_ALPN,
 	OPT_CLIENT_CA,
 	OPT_VERSION,
-};
-
-/* A worker's start-up state, as main sees it. */
-enum {
-	WORKER_STARTING = 1,
-	WORKER_READY = 0 /* or a -errno: it failed */
 };
 
 struct server;
@@ -135,21 +123,14 @@ struct conn {
 /* One worker: its own thread (worker 0: the main thread), reactor, socket. */
 struct worker {
 	struct server *srv;
-	unsigned index;
-	thrd_t thread;	  /* workers 1 and up */
-	bool started;	  /* thread created: main must join it */
-	int stopfd;	  /* eventfd written by main to ask for a stop */
-	int status;	  /* WORKER_STARTING, WORKER_READY or -errno (srv->lock) */
-	const char *what; /* what failed, for status or error */
-	int error;	  /* a fatal error after start-up (-errno), 0 if none */
-	uint16_t port;	  /* the port bound (worker 0 learns it for -p 0) */
+	struct worker_slot *slot; /* the skeleton's record: index, what failed */
 
 	/* The rest belongs to the worker thread alone. */
 	struct reactor *r;
 	int lfd;			  /* the listening socket, -1 when closed */
-	struct fiber *acceptor, *stopper; /* joinable */
+	struct fiber *acceptor, *stopper; /* workers_spawn()'s */
 	struct conn *conns;		  /* live connections */
-	bool stopping;			  /* no new connection may start */
+	bool stopping;			  /* asked to stop: no new connection may start */
 	bool stopper_waiting;		  /* the stopper waits for conns to end */
 	int64_t refused_at;		  /* when the last "refused" line was logged */
 	unsigned long refused_quiet;	  /* refused since, not yet logged */
@@ -157,11 +138,7 @@ struct worker {
 
 /* What every thread shares. */
 struct server {
-	struct sockaddr_storage addr; /* where to listen; the port is set per bind */
-	socklen_t addrlen;
-	char host[NI_MAXHOST]; /* the address as printed */
-	uint16_t port;	       /* from -p, or learned from worker 0 */
-	unsigned nthreads;
+	struct workers ws;	    /* address, port, threads: the skeleton's */
 	struct iou_tls_config *cfg; /* immutable: shared by every thread */
 	int64_t handshake_ns;	    /* 0: no limit */
 	int64_t idle_ns;	    /* 0: no limit */
@@ -170,9 +147,6 @@ struct server {
 	atomic_ulong live; /* connections being served, all threads */
 	bool quiet;	   /* -q: no per-connection lines */
 	bool verbose;	   /* -v: a line for every handshake too */
-	mtx_t lock;	   /* protects each worker's status */
-	cnd_t changed;	   /* a worker's status changed */
-	int failfd;	   /* eventfd: some worker failed at run time */
 	struct worker *workers;
 };
 
@@ -209,66 +183,6 @@ static void help(void)
 	       "Exit status: 0 after a signal, 1 runtime error, 2 usage error.\n",
 	       DEFAULT_PORT, MAX_THREADS, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
 	       DEFAULT_MAX_CONNS);
-}
-
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-	unsigned long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*end != '\0' || errno == ERANGE || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
-/* A numeric address, optionally in brackets ("[::1]"), into srv->addr. */
-static int parse_address(struct server *srv, const char *text)
-{
-	struct addrinfo hints = {
-		.ai_flags = AI_NUMERICHOST | AI_PASSIVE,
-		.ai_socktype = SOCK_STREAM,
-	};
-	struct addrinfo *res;
-	char buf[256];
-	size_t len = strlen(text);
-
-	if (len >= sizeof(buf) || len == 0)
-		return -EINVAL;
-	if (len >= 2 && text[0] == '[' && text[len - 1] == ']') {
-		memcpy(buf, text + 1, len - 2);
-		buf[len - 2] = '\0';
-	} else {
-		memcpy(buf, text, len + 1);
-	}
-	if (getaddrinfo(buf, NULL, &hints, &res) != 0)
-		return -EINVAL;
-	memcpy(&srv->addr, res->ai_addr, res->ai_addrlen);
-	srv->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-	if (getnameinfo((struct sockaddr *)&srv->addr, srv->addrlen, srv->host, sizeof(srv->host),
-			NULL, 0, NI_NUMERICHOST) != 0)
-		return -EINVAL;
-	return 0;
-}
-
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-	else
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-}
-
-static uint16_t get_port(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
 }
 
 /* ---- logging ------------------------------------------------------------------ */
@@ -347,20 +261,6 @@ static void peer_name(int fd, char *buf, size_t size)
 }
 
 /* ---- the worker's fibers ------------------------------------------------- */
-
-/* Record the first fatal error and tell main (which then stops everyone). */
-static void worker_fail(struct worker *w, const char *what, int err)
-{
-	uint64_t one = 1;
-
-	if (w->error)
-		return;
-	w->error = err;
-	w->what = what;
-	/* A plain write: adding 1 to an eventfd never blocks. */
-	if (write(w->srv->failfd, &one, sizeof(one)) < 0)
-		perror("iou_tlsd: writing the failure eventfd");
-}
 
 static const char *version_name(int v)
 {
@@ -541,7 +441,7 @@ static void *accept_loop(void *arg)
 	int ret = iou_accept_each(w->r, w->lfd, serve_conn, w, &opts);
 
 	if (ret != -ECANCELED) {
-		worker_fail(w, "accepting connections", ret);
+		workers_fail(w->slot, "accepting connections", ret);
 		/* The stopper gets main's stop request and ends everything. */
 	}
 	return NULL;
@@ -572,16 +472,20 @@ static void kick_readers(struct worker *w)
 	free(fds);
 }
 
-/* Waits for main's request to stop, then ends every session cleanly. */
+/* Waits for main's request to stop (stop_worker()), then ends every session cleanly. */
 static void *await_stop(void *arg)
 {
 	struct worker *w = arg;
 	int64_t give_up;
-	uint64_t value;
-	int ret = iou_eventfd_read(w->r, w->stopfd, &value);
 
-	if (ret < 0)
-		worker_fail(w, "reading the stop eventfd", ret);
+	while (!w->stopping) {
+		int ret = fiber_park(w->r, IOU_DEADLINE_NEVER);
+
+		if (ret < 0) {
+			workers_fail(w->slot, "waiting for the stop request", ret);
+			break;
+		}
+	}
 	w->stopping = true;
 	fiber_cancel(w->acceptor);
 	/* Handshakes in progress owe the client nothing: drop them. */
@@ -609,23 +513,24 @@ static void *await_stop(void *arg)
 	return NULL;
 }
 
-/* ---- worker set-up --------------------------------------------------------- */
+/* ---- worker set-up (the hooks of workers.h) ---------------------------------- */
 
 static int open_listener(struct worker *w, uint16_t port)
 {
+	struct worker_slot *s = w->slot;
 	struct reactor *r = w->r;
-	struct sockaddr_storage ss = w->srv->addr;
-	socklen_t len = w->srv->addrlen;
+	struct sockaddr_storage ss = s->ws->addr;
+	socklen_t len = s->ws->addrlen;
 	int on = 1, off = 0, ret;
 
-	w->what = "creating a socket";
+	s->what = "creating a socket";
 	ret = iou_socket(r, ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (ret < 0)
 		return ret;
 	w->lfd = ret;
 	/* A restarted server must not wait for old connections' TIME_WAIT. */
 	ret = iou_setsockopt(r, w->lfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (ret >= 0 && w->srv->nthreads > 1)
+	if (ret >= 0 && s->ws->n > 1)
 		ret = iou_setsockopt(r, w->lfd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
 	/* "::" serves IPv4 too, whatever net.ipv6.bindv6only says. */
 	if (ret >= 0 && ss.ss_family == AF_INET6)
@@ -633,215 +538,54 @@ static int open_listener(struct worker *w, uint16_t port)
 	if (ret < 0)
 		return ret;
 	set_port(&ss, port);
-	w->what = "binding";
+	s->what = "binding";
 	ret = iou_bind(r, w->lfd, (struct sockaddr *)&ss, len);
 	if (ret < 0)
 		return ret;
 	if (port == 0 && getsockname(w->lfd, (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
-	w->port = get_port(&ss);
-	w->what = "listening";
+	s->port = get_port(&ss);
+	s->what = "listening";
 	return iou_listen(r, w->lfd, SOMAXCONN);
 }
 
-static int worker_setup(struct worker *w)
+static int worker_setup(struct worker_slot *s)
 {
+	struct worker *w = s->data;
 	int ret;
 
-	w->r = reactor_get();
-	if (!w->r) {
-		/* reactor_get() says only NULL; creating it again tells why. */
-		w->what = "creating the reactor";
-		ret = reactor_create(NULL, &w->r);
-		if (ret < 0)
-			return ret;
-	}
-	ret = open_listener(w, w->srv->port);
+	w->r = s->r;
+	ret = open_listener(w, s->ws->port);
 	if (ret < 0)
 		return ret;
-	w->what = "starting a fiber";
-	if ((ret = fiber_spawn(w->r, await_stop, w, &w->stopper)) < 0 ||
-	    (ret = fiber_spawn(w->r, accept_loop, w, &w->acceptor)) < 0)
+	s->what = "starting a fiber";
+	if ((ret = workers_spawn(s, await_stop, w, &w->stopper)) < 0 ||
+	    (ret = workers_spawn(s, accept_loop, w, &w->acceptor)) < 0)
 		return ret;
 	return 0;
 }
 
-/*
- * Release what worker_setup() made.  @ran: reactor_run() returned 0, so
- * the fibers have finished and joining just frees the handles; otherwise
- * reactor_destroy() discards them without running them.
- */
-static void worker_finish(struct worker *w, bool ran)
+/* Main's request to stop, run on the worker's thread: the stopper takes over. */
+static void stop_worker(struct worker_slot *s)
 {
-	if (ran) {
-		fiber_join(w->acceptor, NULL);
-		fiber_join(w->stopper, NULL);
-	}
-	if (w->r) {
-		if (w->lfd >= 0)
-			iou_close(w->r, w->lfd);
-		w->lfd = -1;
-		reactor_destroy(w->r);
-		w->r = NULL;
-	}
+	struct worker *w = s->data;
+
+	w->stopping = true;
+	if (w->stopper)
+		fiber_unpark(w->stopper);
 }
 
-static void report(struct worker *w, int status)
+/* Close the listening socket once the worker's fibers are over. */
+static void worker_finish(struct worker_slot *s)
 {
-	mtx_lock(&w->srv->lock);
-	w->status = status;
-	cnd_broadcast(&w->srv->changed);
-	mtx_unlock(&w->srv->lock);
-}
+	struct worker *w = s->data;
 
-/* The body of workers 1 and up, each on a thread of its own. */
-static int worker_thread(void *arg)
-{
-	struct worker *w = arg;
-	int ret = worker_setup(w);
-
-	report(w, ret < 0 ? ret : WORKER_READY);
-	if (ret >= 0) {
-		ret = reactor_run(w->r);
-		if (ret < 0)
-			worker_fail(w, "running the reactor", ret);
-	}
-	worker_finish(w, ret == 0);
-	return 0;
+	if (w->lfd >= 0)
+		iou_close(w->r, w->lfd);
+	w->lfd = -1;
 }
 
 /* ---- main thread ------------------------------------------------------------ */
-
-/*
- * Main's two waits, run as fibers on worker 0's reactor: whichever ends
- * first cancels the other and asks every worker to stop.
- */
-struct waits {
-	struct server *srv;
-	int sigfd;
-	struct fiber *signal, *failure;
-};
-
-static void stop_workers(struct server *srv)
-{
-	for (unsigned i = 0; i < srv->nthreads; i++) {
-		struct worker *w = &srv->workers[i];
-		uint64_t one = 1;
-
-		/* Never blocks; a plain write also works from a cancelled fiber. */
-		if (w->stopfd >= 0 && write(w->stopfd, &one, sizeof(one)) < 0)
-			perror("iou_tlsd: writing a stop eventfd");
-	}
-}
-
-static void *await_signal(void *arg)
-{
-	struct waits *m = arg;
-	struct signalfd_siginfo si;
-	ssize_t ret = example_read_signal(m->srv->workers[0].r, m->sigfd, &si);
-
-	if (ret < 0 && ret != -ECANCELED)
-		worker_fail(&m->srv->workers[0], "reading the signalfd", (int)ret);
-	fiber_cancel(m->failure);
-	stop_workers(m->srv);
-	return NULL;
-}
-
-static void *await_failure(void *arg)
-{
-	struct waits *m = arg;
-	uint64_t value;
-
-	iou_eventfd_read(m->srv->workers[0].r, m->srv->failfd, &value);
-	fiber_cancel(m->signal);
-	stop_workers(m->srv);
-	return NULL;
-}
-
-/* Many clients at once need many descriptors: take all we are allowed. */
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
-/* Start worker @i on a thread and wait until it is serving or has failed. */
-static int start_worker(struct server *srv, unsigned i)
-{
-	struct worker *w = &srv->workers[i];
-	int status;
-
-	w->status = WORKER_STARTING;
-	if (thrd_create(&w->thread, worker_thread, w) != thrd_success) {
-		w->what = "creating a thread";
-		return -EAGAIN;
-	}
-	w->started = true;
-	mtx_lock(&srv->lock);
-	while (w->status == WORKER_STARTING)
-		cnd_wait(&srv->changed, &srv->lock);
-	status = w->status;
-	mtx_unlock(&srv->lock);
-	return status;
-}
-
-/* Worker 0 runs on the main thread, next to main's waits. */
-static int serve(struct server *srv, int sigfd)
-{
-	struct worker *w0 = &srv->workers[0], *failed = w0;
-	struct waits m = { .srv = srv, .sigfd = sigfd };
-	int ret, status = 0;
-	bool ran = false;
-
-	ret = worker_setup(w0);
-	if (ret >= 0 && srv->port == 0)
-		srv->port = w0->port; /* the others bind the port the first one got */
-	for (unsigned i = 1; ret >= 0 && i < srv->nthreads; i++) {
-		failed = &srv->workers[i];
-		ret = start_worker(srv, i);
-	}
-	if (ret < 0) {
-		fprintf(stderr, "iou_tlsd: %s %s port %u: %s\n", failed->what, srv->host,
-			(unsigned)(failed->port ? failed->port : srv->port), strerror(-ret));
-		status = 1;
-		stop_workers(srv);
-	} else {
-		printf("iou_tlsd: listening on %s port %u (tls, %u thread%s)\n", srv->host,
-		       (unsigned)srv->port, srv->nthreads, srv->nthreads == 1 ? "" : "s");
-		fflush(stdout);
-		ret = fiber_spawn(w0->r, await_signal, &m, &m.signal);
-		if (ret >= 0)
-			ret = fiber_spawn(w0->r, await_failure, &m, &m.failure);
-		if (ret < 0) {
-			worker_fail(w0, "starting a fiber", ret);
-		} else if ((ret = reactor_run(w0->r)) < 0) {
-			worker_fail(w0, "running the reactor", ret);
-		} else {
-			fiber_join(m.signal, NULL);
-			fiber_join(m.failure, NULL);
-			ran = true;
-		}
-		if (ret < 0)
-			stop_workers(srv);
-	}
-	worker_finish(w0, ran);
-	for (unsigned i = 0; i < srv->nthreads; i++) {
-		struct worker *w = &srv->workers[i];
-
-		if (w->started)
-			thrd_join(w->thread, NULL);
-		if (w->error) {
-			fprintf(stderr, "iou_tlsd: worker %u: %s: %s\n", i, w->what,
-				iou_strerror(w->error));
-			status = 1;
-		}
-	}
-	return status;
-}
 
 int main(int argc, char **argv)
 {
@@ -862,6 +606,11 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const struct workers_ops ops = {
+		.start = worker_setup,
+		.stop = stop_worker,
+		.finish = worker_finish,
+	};
 	static struct server srv;
 	struct iou_tls_server_options opts;
 	const char *alpn[MAX_ALPN + 1] = { NULL };
@@ -871,12 +620,12 @@ int main(int argc, char **argv)
 	double handshake_s = DEFAULT_HANDSHAKE_TIMEOUT, idle_s = DEFAULT_IDLE_TIMEOUT;
 	char why[IOU_TLS_REASON_MAX];
 	unsigned long v;
-	sigset_t sigs;
-	int c, sigfd = -1, status = 2;
+	int c, status = 2;
 
-	srv.port = DEFAULT_PORT;
-	srv.nthreads = 1;
-	srv.failfd = -1;
+	srv.ws.ops = &ops;
+	srv.ws.proto = "tls";
+	srv.ws.port = DEFAULT_PORT;
+	srv.ws.n = 1;
 	srv.max_conns = DEFAULT_MAX_CONNS;
 	opterr = 0; /* one line of our own instead of getopt's message */
 	while ((c = getopt_long(argc, argv, ":a:p:t:qvh", longopts, NULL)) != -1) {
@@ -895,14 +644,14 @@ int main(int argc, char **argv)
 				bad_usage("port '%s' must be 0..65535", optarg);
 				goto out;
 			}
-			srv.port = (uint16_t)v;
+			srv.ws.port = (uint16_t)v;
 			break;
 		case 't':
 			if (parse_uint(optarg, MAX_THREADS, &v) < 0 || v == 0) {
 				bad_usage("threads '%s' must be 1..%d", optarg, MAX_THREADS);
 				goto out;
 			}
-			srv.nthreads = (unsigned)v;
+			srv.ws.n = (unsigned)v;
 			break;
 		case OPT_HANDSHAKE_TIMEOUT:
 			if (parse_seconds("--handshake-timeout", optarg, &handshake_s))
@@ -968,18 +717,10 @@ int main(int argc, char **argv)
 		bad_usage("-q and -v exclude each other");
 		goto out;
 	}
-	if (address) {
-		if (parse_address(&srv, address) < 0) {
-			bad_usage("'%s' is not a numeric IPv4 or IPv6 address", address);
-			goto out;
-		}
-	} else {
-		/* "::" where the kernel has IPv6 (it serves IPv4 too), else 0.0.0.0. */
-		int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		parse_address(&srv, probe >= 0 ? "::" : "0.0.0.0");
-		if (probe >= 0)
-			close(probe);
+	/* Without -a, the default ("::" or 0.0.0.0) always parses. */
+	if (workers_address(&srv.ws, address) < 0) {
+		bad_usage("'%s' is not a numeric IPv4 or IPv6 address", address);
+		goto out;
 	}
 	srv.handshake_s = handshake_s;
 	srv.handshake_ns = handshake_s > 0 ? llround(handshake_s * 1e9) : 0;
@@ -1002,52 +743,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	raise_nofile();
-	/*
-	 * Block the stop signals before any thread or reactor exists: every
-	 * worker inherits the mask, and fibers never change it afterwards.
-	 */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0 ||
-	    (sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
-		perror("iou_tlsd: signalfd");
-		goto out;
-	}
 	/* Logging to a closed pipe must not kill the server. */
 	signal(SIGPIPE, SIG_IGN);
 	atomic_init(&srv.live, 0);
-	srv.failfd = eventfd(0, EFD_CLOEXEC);
-	srv.workers = calloc(srv.nthreads, sizeof(*srv.workers));
-	if (srv.failfd < 0 || !srv.workers || mtx_init(&srv.lock, mtx_plain) != thrd_success ||
-	    cnd_init(&srv.changed) != thrd_success) {
-		fprintf(stderr, "iou_tlsd: setting up: %s\n", strerror(errno ? errno : ENOMEM));
+	srv.workers = calloc(srv.ws.n, sizeof(*srv.workers));
+	if (!srv.workers) {
+		fprintf(stderr, "iou_tlsd: setting up: %s\n", strerror(ENOMEM));
 		goto out;
 	}
-	for (unsigned i = 0; i < srv.nthreads; i++) {
-		struct worker *w = &srv.workers[i];
-
-		*w = (struct worker){ .srv = &srv, .index = i, .lfd = -1 };
-		w->stopfd = eventfd(0, EFD_CLOEXEC);
-		if (w->stopfd < 0) {
-			perror("iou_tlsd: eventfd");
-			goto out;
-		}
+	for (unsigned i = 0; i < srv.ws.n; i++) {
+		srv.workers[i] = (struct worker){ .srv = &srv, .slot = &srv.ws.slot[i], .lfd = -1 };
+		srv.ws.slot[i].data = &srv.workers[i];
 	}
-
-	status = serve(&srv, sigfd);
-
-	for (unsigned i = 0; i < srv.nthreads; i++)
-		close(srv.workers[i].stopfd);
-	cnd_destroy(&srv.changed);
-	mtx_destroy(&srv.lock);
+	status = workers_serve(&srv.ws);
 out:
 	free(srv.workers);
-	if (srv.failfd >= 0)
-		close(srv.failfd);
-	if (sigfd >= 0)
-		close(sigfd);
 	iou_tls_config_free(srv.cfg);
 	for (unsigned i = 0; i < nargs; i++)
 		free(alpn_args[i]);

@@ -173,6 +173,8 @@ static void arm(struct reactor *r)
  * Make @mb @r's mailbox (on @r's thread): choose the doorbell, and take a
  * reference for the reactor.
  */
+static int anon_ready(void);
+
 int iou__mail_bind(struct reactor *r, struct reactor_ref *mb)
 {
 	int fd;
@@ -180,6 +182,15 @@ int iou__mail_bind(struct reactor *r, struct reactor_ref *mb)
 	if (r->mbox)
 		return -EEXIST;
 	if (iou__has_op(r, IORING_OP_MSG_RING)) {
+		/*
+		 * A sender without a ring of its own wakes us through the
+		 * process's spare ring: make it now, while a failure can still
+		 * be reported, rather than lose a wake-up later (at EMFILE).
+		 */
+		int ret = anon_ready();
+
+		if (ret < 0)
+			return ret;
 		/* Our own reference to the ring: senders never hit a reused number. */
 		fd = fcntl(r->ring.ring_fd, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0)
@@ -249,11 +260,20 @@ static void efd_ring(int fd)
 static once_flag anon_once = ONCE_FLAG_INIT;
 static struct io_uring anon_ring;
 static bool anon_ok;
+static int anon_err; /* why it could not be made (-errno) */
 static iou__spin anon_lock;
 
 static void anon_init(void)
 {
-	anon_ok = io_uring_queue_init(8, &anon_ring, 0) == 0;
+	anon_err = io_uring_queue_init(8, &anon_ring, 0);
+	anon_ok = anon_err == 0;
+}
+
+/* Make the spare ring if it is not made yet: 0, or why it cannot be. */
+static int anon_ready(void)
+{
+	call_once(&anon_once, anon_init);
+	return anon_ok ? 0 : anon_err ? anon_err : -ESHUTDOWN;
 }
 
 static void anon_bell(struct reactor_ref *mb)
