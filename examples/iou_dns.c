@@ -701,13 +701,8 @@ static int parse_servers(char *list, const char *arg)
 static int parse_workers(const char *s, unsigned *out)
 {
 	unsigned long v;
-	char *end;
 
-	errno = 0;
-	if (!isdigit((unsigned char)*s))
-		return bad_usage("--workers '%s' must be a number from 1 to %d", s, MAX_WORKERS);
-	v = strtoul(s, &end, 10);
-	if (*end != '\0' || errno || v < 1 || v > MAX_WORKERS)
+	if (parse_uint(s, MAX_WORKERS, &v) < 0 || v < 1)
 		return bad_usage("--workers '%s' must be a number from 1 to %d", s, MAX_WORKERS);
 	*out = (unsigned)v;
 	return 0;

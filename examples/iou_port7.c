@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #define EXAMPLE_NAME "iou_port7"
+#include "usage.h"
 #include "workers.h"
 #include <ioucontext/ioucontext.h>
 
@@ -92,19 +93,6 @@ struct worker {
 	bool stopping;			    /* no new connection may start */
 	unsigned char *dgram;		    /* the UDP fiber's buffer */
 };
-
-/* Usage errors: one line, status 2. */
-__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("iou_port7: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return 2;
-}
 
 static void help(void)
 {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Command-line helpers the example programs share: the one-line usage
- * error (exit status 2), option values in seconds, and comma-separated
- * ALPN lists.  Header-only; define EXAMPLE_NAME (the program's name, for
+ * error (exit status 2), decimal numbers with a bound, option values in
+ * seconds, and comma-separated ALPN lists.  Header-only; define EXAMPLE_NAME (the program's name, for
  * messages) before including it.
  */
 #ifndef EXAMPLES_USAGE_H
@@ -36,6 +36,22 @@ __attribute__((format(printf, 1, 2))) static inline int bad_usage(const char *fm
 	fputs(" (see --help)\n", stderr);
 	va_end(ap);
 	return 2;
+}
+
+/* A decimal number up to @max (-p, -t and the like). */
+static inline int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*end != '\0' || errno == ERANGE || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
 }
 
 /*

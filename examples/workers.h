@@ -126,22 +126,6 @@ struct workers {
 
 /* ---- options ---------------------------------------------------------------- */
 
-/* A decimal number up to @max (-p, -t and the like). */
-static inline int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-	unsigned long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*end != '\0' || errno == ERANGE || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
 /*
  * -a: a numeric address, optionally in brackets ("[::1]"), into ws->addr.
  * NULL: "::" where the kernel has IPv6 (it serves IPv4 too), else 0.0.0.0.
