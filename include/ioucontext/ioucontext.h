@@ -13,6 +13,7 @@
 #include <ioucontext/io.h>
 #include <ioucontext/net.h>
 #include <ioucontext/reactor.h>
+#include <ioucontext/rstream.h>
 #include <ioucontext/sync.h>
 #include <ioucontext/thread.h>
 #include <ioucontext/version.h>

@@ -37,6 +37,9 @@ typedef void reactor_cookie_eater(void *cookie);
 #define IOU_DEFAULT_RING_ENTRIES 256u
 #define IOU_DEFAULT_STACK_SIZE ((size_t)256 * 1024)
 #define IOU_DEFAULT_FIBER_POOL 1024u
+/** The default buffer ring of receive streams (<ioucontext/rstream.h>): 8 MiB. */
+#define IOU_DEFAULT_BUFRING_COUNT 512u
+#define IOU_DEFAULT_BUFRING_SIZE ((size_t)16 * 1024)
 
 /**
  * struct reactor_options - how to build a reactor.
@@ -52,6 +55,9 @@ typedef void reactor_cookie_eater(void *cookie);
  *   IOU_RING_FLAGS=LIST  comma-separated subset of single_issuer,
  *                        defer_taskrun, coop_taskrun; or "none"
  *   IOU_MULTISHOT=0      never use multishot requests (tests the fallbacks)
+ *   IOU_BUFRING_COUNT=N  buffers in the default ring of receive streams
+ *                        (power of two, 1..32768)
+ *   IOU_BUFRING_SIZE=N   their size in bytes (1..1M); K, M suffixes accepted
  *
  * and one read by reactor_create() itself, a testing aid:
  *
@@ -69,6 +75,9 @@ struct reactor_options {
 	unsigned ring_flags;   /**< IOU_RING_* flags the reactor may try */
 	bool pin;              /**< pin the thread and io-wq to one CPU */
 	bool multishot;        /**< use multishot requests where the kernel can */
+	unsigned bufring_count; /**< buffers of the default receive-stream ring
+				 * (power of two; 0: IOU_DEFAULT_BUFRING_COUNT) */
+	size_t bufring_size;   /**< their size (0: IOU_DEFAULT_BUFRING_SIZE) */
 };
 
 /**
@@ -120,7 +129,9 @@ int reactor_destroy(struct reactor *r);
  * A fiber has terminated when its body returns; a joinable fiber's result
  * waits for fiber_join() after reactor_run() has returned.
  * Blocks the thread in io_uring while all fibers wait; never spins.
- * Pending operations started outside a fiber are completed along the way.
+ * Pending operations started outside a fiber are completed along the way;
+ * receive streams (<ioucontext/rstream.h>) waiting for data do not keep it
+ * running.
  *
  * Return: 0 when no fiber is left; -EPERM if called from inside a fiber;
  * -EDEADLK if fibers remain but none can ever be woken (all parked with
@@ -129,7 +140,8 @@ int reactor_destroy(struct reactor *r);
 int reactor_run(struct reactor *r);
 
 /**
- * reactor_runnable() - true while @r has live fibers or pending operations.
+ * reactor_runnable() - true while @r has live fibers or pending operations
+ * (an armed receive stream alone does not count).
  */
 bool reactor_runnable(const struct reactor *r);
 

@@ -239,6 +239,8 @@ struct reactor {
 	bool from_sched;	/* ASan: the last switch left the thread's own context */
 	unsigned nfibers;	/* spawned and not yet finished */
 	unsigned inflight;	/* kernel requests whose last completion is not reaped */
+	unsigned background;	/* of those, requests nobody waits for (armed receive
+				 * streams): reactor_run() does not wait for them */
 	bool closing;		/* teardown is draining the ring: wake nobody */
 	struct iou__opq staged;	/* operations waiting for a ring slot, FIFO */
 	struct iou__opq cancelq; /* operations to cancel, before any staged one */
@@ -278,6 +280,12 @@ struct reactor {
 	bool mail_came;		/* the last poll delivered calls: look again before sleeping */
 	bool stop;		/* reactor_stop() arrived */
 	bool ppoll_wait;	/* block in ppoll() on the ring fd (valgrind; sched.c) */
+	/* Receive streams (rstream.c). */
+	struct iou_bufring *bufrings; /* every buffer ring of this reactor */
+	struct iou_bufring *bufring_default; /* made on first use, or NULL */
+	unsigned bufring_count;	/* the default ring's shape (options) */
+	size_t bufring_size;
+	uint16_t next_bgid;	/* where the search for a free buffer group id starts */
 };
 
 /* The calling thread's reactor, or NULL. */
@@ -516,6 +524,9 @@ void iou__rwake(struct reactor *r, struct iou__rwait *rw, int res);
 /* pin.c */
 void iou__pin(struct reactor *r);
 void iou__unpin(struct reactor *r);
+
+/* rstream.c: free every stream and buffer ring (teardown, after the drain). */
+void iou__rstreams_fini(struct reactor *r);
 
 /* options.c */
 int iou__options_check(const struct reactor_options *o);

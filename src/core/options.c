@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ioucontext/rstream.h>
+
 #include "core.h"
 
 #define MIN_STACK ((size_t)16 * 1024)
@@ -84,6 +86,8 @@ IOU_API void reactor_options_init(struct reactor_options *o)
 	o->ring_flags = IOU_RING_ALL;
 	o->pin = true;
 	o->multishot = true;
+	o->bufring_count = IOU_DEFAULT_BUFRING_COUNT;
+	o->bufring_size = IOU_DEFAULT_BUFRING_SIZE;
 
 	if (parse_size(getenv("IOU_RING_ENTRIES"), &v) && v >= 1 && v <= MAX_ENTRIES)
 		o->ring_entries = (unsigned)v;
@@ -97,6 +101,11 @@ IOU_API void reactor_options_init(struct reactor_options *o)
 	e = getenv("IOU_MULTISHOT");
 	if (e && (!strcmp(e, "0") || !strcmp(e, "no") || !strcmp(e, "off")))
 		o->multishot = false;
+	if (parse_size(getenv("IOU_BUFRING_COUNT"), &v) && v >= 1 && v <= IOU_BUFRING_MAX_COUNT &&
+	    !(v & (v - 1)))
+		o->bufring_count = (unsigned)v;
+	if (parse_size(getenv("IOU_BUFRING_SIZE"), &v) && v >= 1 && v <= IOU_BUFRING_MAX_SIZE)
+		o->bufring_size = (size_t)v;
 	e = getenv("IOU_RING_FLAGS");
 	if (e && parse_ring_flags(e, &flags))
 		o->ring_flags = flags;
@@ -109,6 +118,11 @@ int iou__options_check(const struct reactor_options *o)
 	if (o->stack_size < MIN_STACK || o->stack_size > MAX_STACK)
 		return -EINVAL;
 	if (o->ring_flags & ~IOU_RING_ALL)
+		return -EINVAL;
+	/* 0 picks the default, for option structs filled by hand. */
+	if (o->bufring_count > IOU_BUFRING_MAX_COUNT || (o->bufring_count & (o->bufring_count - 1)))
+		return -EINVAL;
+	if (o->bufring_size > IOU_BUFRING_MAX_SIZE)
 		return -EINVAL;
 	return 0;
 }

@@ -47,6 +47,8 @@ static void teardown(struct reactor *r)
 	/* Messages: take our waits off other threads' objects, close the mailbox. */
 	iou__mail_fini(r);
 	iou__ops_drain(r);
+	/* Nothing in the kernel can write into a buffer ring any more. */
+	iou__rstreams_fini(r);
 	iou__self = NULL;
 	if (key_ok)
 		tss_set(key, NULL);
@@ -201,6 +203,8 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	r->stack_size = opts->stack_size;
 	r->deadline = IOU_DEADLINE_NEVER;
 	r->multishot = opts->multishot;
+	r->bufring_count = opts->bufring_count ? opts->bufring_count : IOU_DEFAULT_BUFRING_COUNT;
+	r->bufring_size = opts->bufring_size ? opts->bufring_size : IOU_DEFAULT_BUFRING_SIZE;
 	if (ppoll_wanted()) {
 		defaults = *opts;
 		defaults.ring_flags &= ~IOU_RING_DEFER_TASKRUN;
@@ -280,7 +284,7 @@ IOU_API int reactor_run(struct reactor *r)
 
 IOU_API bool reactor_runnable(const struct reactor *r)
 {
-	return r && (r->nfibers > 0 || r->inflight > 0);
+	return r && (r->nfibers > 0 || r->inflight > r->background);
 }
 
 IOU_API int reactor_cookie_jar(struct reactor *r, void *cookie, reactor_cookie_eater *eat)

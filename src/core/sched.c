@@ -231,7 +231,8 @@ int iou__drive(struct reactor *r, const bool *done)
 
 	r->driving = true;
 	for (;;) {
-		if (done ? *done : (r->nfibers == 0 && r->inflight == 0))
+		/* Armed receive streams wait for data nobody may ever send. */
+		if (done ? *done : (r->nfibers == 0 && r->inflight == r->background))
 			break;
 		if (r->runq_head)
 			ret = round_robin(r, BUDGET);

@@ -1,0 +1,765 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Receive streams (<ioucontext/rstream.h>): rings of provided buffers
+ * registered with the reactor's io_uring, and per socket one multishot
+ * receive request whose completions queue the buffers the kernel filled,
+ * in arrival order, for a reader that consumes them in place.
+ *
+ * Buffers are known by their id, their index in the ring's memory.  A
+ * stream's queue is a list threaded through the ring's per-buffer array
+ * (a buffer is in at most one queue at a time), so queueing allocates
+ * nothing and no stream has a cap of its own.  A buffer whose bytes are
+ * all consumed goes straight back into the ring: one store the kernel
+ * sees.  The ring's @held counts the buffers sitting in streams' queues;
+ * all the others are in the kernel's hands (in the ring, or in completions
+ * not reaped yet).
+ *
+ * The request record (struct iou__op) lives in the stream; the reaper hands
+ * each of its completions to on_completion() (the op's complete callback,
+ * as for iou_accept_each()), which queues the buffer and wakes a parked
+ * reader.  Nobody parks on the request itself: it is a "background"
+ * request (r->background), in flight for as long as data may come, which
+ * reactor_run() does not wait for.  When its last completion (no
+ * IORING_CQE_F_MORE) is reaped the request has ended: 0 is end of stream,
+ * a socket error is kept to be reported after the queued data, and
+ * -ENOBUFS (the ring ran dry), -ECANCELED (our own pause) and the like are
+ * not errors at all: the stream is simply re-armed when its reader needs
+ * more -- only ever after that last completion, so that one request at a
+ * time takes bytes from the socket and their order is kept.
+ *
+ * Fairness: a stream that holds the ring's limit of buffers (an eighth of
+ * the ring) has its request cancelled through the reactor's cancel queue,
+ * and re-armed once its reader has consumed down to half that.  A reader
+ * that needs data when every buffer of the ring sits in some stream's
+ * queue does not re-arm (the request would end at once with -ENOBUFS, and
+ * again, spinning): it waits on the ring's starved list, and the next
+ * buffer to come back wakes every starved reader to try again.
+ *
+ * Fallback, where the kernel has no buffer rings or no multishot receive
+ * (the first request fails with -EINVAL before delivering anything), or the
+ * reactor has multishot requests off: each stream owns one malloc'd buffer
+ * of the ring's buffer size and a peek that finds it used up makes one
+ * plain iou_recv() into it.  Same calls, same guarantees.
+ *
+ * Teardown: a reactor going away drains every request (op.c) before
+ * iou__rstreams_fini() frees the streams, unregisters the rings and unmaps
+ * their memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <ioucontext/net.h>
+#include <ioucontext/rstream.h>
+
+#include "op.h"
+
+/* liburing 2.2 and older lack it; the kernel interface value is fixed. */
+#ifndef IORING_RECV_MULTISHOT
+#define IORING_RECV_MULTISHOT (1U << 1)
+#endif
+
+/* End of a queue.  Buffer ids are below IOU_BUFRING_MAX_COUNT (32768). */
+#define NO_BUF UINT16_MAX
+/* Buffers start on cache lines. */
+#define BUF_ALIGN 64
+
+/* What the ring knows of one buffer while a stream holds it. */
+struct rxbuf {
+	uint32_t len;  /* bytes the kernel put in it */
+	uint16_t next; /* the next buffer in the same stream's queue, or NO_BUF */
+};
+
+struct iou_bufring {
+	struct reactor *r;		/* owner */
+	struct io_uring_buf_ring *ring; /* shared with the kernel; NULL: fallback */
+	char *mem;			/* the buffers, @stride bytes apart */
+	struct rxbuf *bufs;		/* [count], by buffer id */
+	size_t ring_bytes, mem_bytes;	/* the two mappings' sizes */
+	size_t stride;			/* @size rounded up to BUF_ALIGN */
+	uint32_t size;			/* bytes per buffer */
+	unsigned count;			/* buffers, a power of two */
+	unsigned held;			/* buffers queued in streams (not the kernel's) */
+	unsigned limit, low;		/* a stream's pause and resume marks */
+	uint16_t bgid;			/* buffer group id (when registered) */
+	unsigned nstreams;		/* open streams on this ring */
+	struct iou_rstream *streams;	/* those streams (for teardown) */
+	/* Streams whose readers wait for a buffer to come back, FIFO. */
+	struct iou_rstream *starved_head, *starved_tail;
+	struct iou_bufring *prev, *next; /* r->bufrings */
+};
+
+struct iou_rstream {
+	struct iou__op op;	  /* the receive request (first: 8-aligned user_data) */
+	struct reactor *r;	  /* owner */
+	struct iou_bufring *br;	  /* where the kernel puts the bytes */
+	int fd;			  /* the socket (not ours) */
+	bool fallback;		  /* plain receives into @buf */
+	bool armed;		  /* request in the ring or kernel, last completion not reaped */
+	bool stopping;		  /* we asked the kernel to cancel it */
+	bool eof;		  /* the peer shut down: 0 after the queued data */
+	bool busy;		  /* a reader is in a peek or read that waits */
+	bool starving;		  /* on br's starved list */
+	int err;		  /* the socket's error, after the queued data; 0 if none */
+	uint16_t head, tail;	  /* queued buffers, oldest first; NO_BUF when empty */
+	unsigned held;		  /* buffers queued */
+	uint32_t off;		  /* consumed bytes of the head buffer (fallback: of @buf) */
+	uint32_t blen;		  /* fallback: bytes in @buf */
+	size_t peeked;		  /* bytes the last peek made consumable, less those consumed */
+	uint64_t received;	  /* bytes the requests have delivered */
+	char *buf;		  /* fallback: the stream's own buffer, or NULL */
+	struct iou__wait *reader; /* the parked reader, or NULL */
+	struct iou__wait *closer; /* a close waiting for the last completion, or NULL */
+	struct iou_rstream *prev, *next;   /* br->streams */
+	struct iou_rstream *sprev, *snext; /* br's starved list */
+};
+
+#define stream_of(op) ((struct iou_rstream *)((char *)(op)-offsetof(struct iou_rstream, op)))
+
+/* The checks every call makes on its reactor and object's owner. */
+static int check(struct reactor *r, const struct reactor *owner)
+{
+	if (!r)
+		return -EINVAL;
+	if (r != iou__self || r->closing)
+		return -EPERM;
+	if (owner != r)
+		return -EINVAL;
+	return 0;
+}
+
+static inline char *buf_at(const struct iou_bufring *br, unsigned bid)
+{
+	return br->mem + (size_t)bid * br->stride;
+}
+
+/* ---- the starved list ------------------------------------------------------------- */
+
+static void starve(struct iou_bufring *br, struct iou_rstream *s)
+{
+	if (s->starving)
+		return;
+	s->starving = true;
+	s->snext = NULL;
+	s->sprev = br->starved_tail;
+	if (br->starved_tail)
+		br->starved_tail->snext = s;
+	else
+		br->starved_head = s;
+	br->starved_tail = s;
+}
+
+static void unstarve(struct iou_bufring *br, struct iou_rstream *s)
+{
+	if (!s->starving)
+		return;
+	if (s->sprev)
+		s->sprev->snext = s->snext;
+	else
+		br->starved_head = s->snext;
+	if (s->snext)
+		s->snext->sprev = s->sprev;
+	else
+		br->starved_tail = s->sprev;
+	s->sprev = s->snext = NULL;
+	s->starving = false;
+}
+
+/* ---- buffers ----------------------------------------------------------------------- */
+
+/* Hand buffer @bid back to the kernel: a store it sees, no system call. */
+static void recycle(struct iou_bufring *br, unsigned bid)
+{
+	io_uring_buf_ring_add(br->ring, buf_at(br, bid), br->size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(br->count), 0);
+	io_uring_buf_ring_advance(br->ring, 1);
+}
+
+/* Queue buffer @bid, holding @len bytes, on @s. */
+static void enqueue(struct iou_bufring *br, struct iou_rstream *s, unsigned bid, uint32_t len)
+{
+	iou__filled(buf_at(br, bid), len);
+	br->bufs[bid].len = len;
+	br->bufs[bid].next = NO_BUF;
+	if (s->tail == NO_BUF)
+		s->head = (uint16_t)bid;
+	else
+		br->bufs[s->tail].next = (uint16_t)bid;
+	s->tail = (uint16_t)bid;
+	s->held++;
+	br->held++;
+	s->received += len;
+}
+
+/*
+ * Give @s's oldest buffer back to the ring; the readers waiting for a
+ * buffer then try again (every one: which of them has data waiting in its
+ * socket is unknown, and those that find the ring dry again wait again).
+ */
+static void release_head(struct reactor *r, struct iou_bufring *br, struct iou_rstream *s)
+{
+	unsigned bid = s->head;
+	struct iou_rstream *w;
+
+	s->head = br->bufs[bid].next;
+	if (s->head == NO_BUF)
+		s->tail = NO_BUF;
+	s->off = 0;
+	s->held--;
+	br->held--;
+	recycle(br, bid);
+	while ((w = br->starved_head)) {
+		unstarve(br, w);
+		if (w->reader && !r->closing)
+			iou__wake(r, w->reader);
+	}
+}
+
+/* ---- the request ------------------------------------------------------------------- */
+
+static void on_completion(struct reactor *r, struct iou__op *op, const struct io_uring_cqe *cqe);
+
+/* Submit (or stage) a multishot receive for @s; 0 or why it could not start. */
+static int arm(struct reactor *r, struct iou_rstream *s)
+{
+	struct io_uring_sqe *sqe;
+	int ret = iou__op_begin(r, IORING_OP_RECV, &s->op, &sqe);
+
+	if (ret < 0)
+		return ret;
+	s->op.complete = on_completion;
+	io_uring_prep_recv(sqe, s->fd, NULL, 0, 0);
+	sqe->ioprio |= IORING_RECV_MULTISHOT;
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = s->br->bgid;
+	iou__op_start(r, &s->op, sqe);
+	s->armed = true;
+	s->stopping = false;
+	r->background++;
+	return 0;
+}
+
+/* The request has ended (its last completion is reaped, or it never left the FIFO). */
+static void disarmed(struct reactor *r, struct iou_rstream *s)
+{
+	s->armed = false;
+	s->stopping = false;
+	r->background--;
+	if (s->closer && !r->closing)
+		iou__wake(r, s->closer);
+}
+
+/*
+ * Cancel @s's request without waiting: through the reactor's cancel queue
+ * if it reached the ring, at once if it still waits in the FIFO.
+ */
+static void stop(struct reactor *r, struct iou_rstream *s)
+{
+	if (!s->armed || s->stopping)
+		return;
+	s->stopping = true;
+	iou__interrupt(r, &s->op.wait, -ECANCELED);
+	if (s->op.state == IOU_OP_DONE)
+		disarmed(r, s);
+}
+
+/* Record how the request ended, from its last completion's result. */
+static void ended(struct iou_rstream *s, int res)
+{
+	switch (res) {
+	case 0:
+		s->eof = true;
+		break;
+	case -ENOBUFS:	 /* the ring ran dry */
+	case -ECANCELED: /* our pause or close */
+	case -EINTR:
+	case -EAGAIN:
+	case -ENOMEM:
+		break; /* nothing wrong with the socket: re-armed when needed */
+	case -EINVAL:
+		/* A kernel without multishot receive refuses the first request. */
+		if (!s->received) {
+			s->fallback = true;
+			break;
+		}
+		/* fall through */
+	default:
+		if (res < 0 && !s->err)
+			s->err = res;
+		break;
+	}
+}
+
+/* Every completion of a stream's request, from the reaper. */
+static void on_completion(struct reactor *r, struct iou__op *op, const struct io_uring_cqe *cqe)
+{
+	struct iou_rstream *s = stream_of(op);
+	struct iou_bufring *br = s->br;
+	int res = cqe->res;
+
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+		if (iou__unlikely(bid >= br->count))
+			; /* not ours: cannot happen */
+		else if (iou__likely(res > 0))
+			enqueue(br, s, bid, (uint32_t)res);
+		else
+			recycle(br, bid);
+	}
+	if (op->state == IOU_OP_DONE) {
+		/* A last completion that carries data ended the request some other way. */
+		if (!(cqe->flags & IORING_CQE_F_BUFFER) || res <= 0)
+			ended(s, res);
+		disarmed(r, s);
+	} else if (iou__unlikely(s->held >= br->limit) && !r->closing) {
+		stop(r, s); /* a slow reader: leave the ring to the others */
+	}
+	if (s->reader && !r->closing)
+		iou__wake(r, s->reader);
+}
+
+/* ---- buffer rings ------------------------------------------------------------------ */
+
+static size_t round_up(size_t n, size_t to)
+{
+	return (n + to - 1) / to * to;
+}
+
+/* A buffer group id no other registered ring of @r uses. */
+static int pick_bgid(struct reactor *r, uint16_t *out)
+{
+	for (unsigned tries = 0; tries <= UINT16_MAX; tries++) {
+		uint16_t id = r->next_bgid++;
+		const struct iou_bufring *b;
+
+		for (b = r->bufrings; b; b = b->next)
+			if (b->ring && b->bgid == id)
+				break;
+		if (!b) {
+			*out = id;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static void unmap(struct iou_bufring *br)
+{
+	if (br->ring)
+		munmap(br->ring, br->ring_bytes);
+	if (br->mem)
+		munmap(br->mem, br->mem_bytes);
+	free(br->bufs);
+	br->ring = NULL;
+	br->mem = NULL;
+	br->bufs = NULL;
+}
+
+/* Map the buffers and the ring, register it and fill it with every buffer. */
+static int ring_register(struct reactor *r, struct iou_bufring *br)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct io_uring_buf_reg reg;
+	void *p;
+	int ret;
+
+	br->stride = round_up(br->size, BUF_ALIGN);
+	br->ring_bytes = round_up(br->count * sizeof(struct io_uring_buf), page);
+	br->mem_bytes = round_up(br->count * br->stride, page);
+	br->bufs = calloc(br->count, sizeof(*br->bufs));
+	if (!br->bufs)
+		return -ENOMEM;
+	/* The kernel wants the ring page-aligned; mmap'd memory is. */
+	p = mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		unmap(br);
+		return -ENOMEM;
+	}
+	br->ring = p;
+	/* Pages become resident only as the kernel fills them. */
+	p = mmap(NULL, br->mem_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		unmap(br);
+		return -ENOMEM;
+	}
+	br->mem = p;
+	ret = pick_bgid(r, &br->bgid);
+	if (ret < 0) {
+		unmap(br);
+		return ret;
+	}
+	io_uring_buf_ring_init(br->ring);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)br->ring;
+	reg.ring_entries = br->count;
+	reg.bgid = br->bgid;
+	ret = io_uring_register_buf_ring(&r->ring, &reg, 0);
+	if (ret < 0) {
+		unmap(br);
+		return ret;
+	}
+	for (unsigned i = 0; i < br->count; i++)
+		io_uring_buf_ring_add(br->ring, buf_at(br, i), br->size, (unsigned short)i,
+				      io_uring_buf_ring_mask(br->count), (int)i);
+	io_uring_buf_ring_advance(br->ring, (int)br->count);
+	return 0;
+}
+
+static int ring_create(struct reactor *r, unsigned count, size_t size, struct iou_bufring **out)
+{
+	struct iou_bufring *br = calloc(1, sizeof(*br));
+	int ret;
+
+	if (!br)
+		return -ENOMEM;
+	br->r = r;
+	br->count = count;
+	br->size = (uint32_t)size;
+	br->limit = IOU_RSTREAM_LIMIT(count);
+	br->low = br->limit / 2;
+	if (r->multishot && iou__has_op(r, IORING_OP_RECV)) {
+		ret = ring_register(r, br);
+		/* -EINVAL: a kernel without buffer rings (before 5.19): the fallback. */
+		if (ret < 0 && ret != -EINVAL) {
+			free(br);
+			return ret;
+		}
+	}
+	br->next = r->bufrings;
+	if (r->bufrings)
+		r->bufrings->prev = br;
+	r->bufrings = br;
+	*out = br;
+	return 0;
+}
+
+static void ring_free(struct reactor *r, struct iou_bufring *br)
+{
+	if (br->ring)
+		io_uring_unregister_buf_ring(&r->ring, br->bgid);
+	unmap(br);
+	if (br->prev)
+		br->prev->next = br->next;
+	else
+		r->bufrings = br->next;
+	if (br->next)
+		br->next->prev = br->prev;
+	if (r->bufring_default == br)
+		r->bufring_default = NULL;
+	free(br);
+}
+
+IOU_API int iou_bufring_create(struct reactor *r, unsigned count, size_t size,
+			       struct iou_bufring **out)
+{
+	int ret = check(r, r);
+
+	if (ret < 0)
+		return ret;
+	if (!out || !count || count > IOU_BUFRING_MAX_COUNT || (count & (count - 1)) || !size ||
+	    size > IOU_BUFRING_MAX_SIZE)
+		return -EINVAL;
+	return ring_create(r, count, size, out);
+}
+
+IOU_API int iou_bufring_destroy(struct reactor *r, struct iou_bufring *br)
+{
+	int ret = check(r, br ? br->r : NULL);
+
+	if (ret < 0)
+		return ret;
+	if (br->nstreams)
+		return -EBUSY;
+	ring_free(r, br);
+	return 0;
+}
+
+void iou__rstreams_fini(struct reactor *r)
+{
+	while (r->bufrings) {
+		struct iou_bufring *br = r->bufrings;
+		struct iou_rstream *s;
+
+		while ((s = br->streams)) {
+			br->streams = s->next;
+			free(s->buf);
+			free(s);
+		}
+		ring_free(r, br);
+	}
+}
+
+/* ---- streams ----------------------------------------------------------------------- */
+
+IOU_API int iou_rstream_open(struct reactor *r, int fd, struct iou_bufring *br,
+			     struct iou_rstream **out)
+{
+	struct iou_rstream *s;
+	int ret = check(r, br ? br->r : r);
+
+	if (ret < 0)
+		return ret;
+	if (!out)
+		return -EINVAL;
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	if (!br) {
+		if (!r->bufring_default) {
+			ret = ring_create(r, r->bufring_count, r->bufring_size,
+					  &r->bufring_default);
+			if (ret < 0)
+				return ret;
+		}
+		br = r->bufring_default;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->r = r;
+	s->br = br;
+	s->fd = fd;
+	s->head = s->tail = NO_BUF;
+	s->fallback = !br->ring;
+	if (s->fallback) {
+		s->buf = malloc(br->size);
+		if (!s->buf) {
+			free(s);
+			return -ENOMEM;
+		}
+	}
+	s->next = br->streams;
+	if (br->streams)
+		br->streams->prev = s;
+	br->streams = s;
+	br->nstreams++;
+	/* Start receiving now; a failure (a cancelled fiber) is retried by the first peek. */
+	if (!s->fallback)
+		(void)arm(r, s);
+	*out = s;
+	return 0;
+}
+
+/* Park the reader until on_completion() or a returned buffer wakes it. */
+static int wait_data(struct reactor *r, struct iou_rstream *s)
+{
+	struct iou__wait w = { 0 };
+	int ret;
+
+	s->reader = &w;
+	s->busy = true;
+	ret = iou__wait(r, &w);
+	s->busy = false;
+	s->reader = NULL;
+	unstarve(s->br, s);
+	return ret;
+}
+
+/* Fallback: one plain receive, waiting for the socket if it is O_NONBLOCK. */
+static ssize_t fb_recv(struct reactor *r, struct iou_rstream *s, void *buf, size_t len)
+{
+	ssize_t n;
+
+	s->busy = true;
+	for (;;) {
+		n = iou_recv(r, s->fd, buf, len, 0);
+		/* Kernels before 6.x do not wait on O_NONBLOCK sockets themselves. */
+		if (n != -EAGAIN)
+			break;
+		n = iou_poll(r, s->fd, POLLIN);
+		if (n < 0)
+			break;
+	}
+	s->busy = false;
+	if (n == 0) {
+		s->eof = true;
+	} else if (n < 0) {
+		switch (n) {
+		case -ETIMEDOUT: /* the caller's wait ended, not the stream */
+		case -ECANCELED:
+		case -EINTR:
+		case -ENOMEM:
+		case -EPERM:
+			break;
+		default:
+			s->err = (int)n;
+			break;
+		}
+	}
+	return n;
+}
+
+/* The bytes queued now, without waiting: their length, or 0. */
+static ssize_t take(struct iou_rstream *s, const void **data)
+{
+	if (s->fallback) {
+		if (s->off >= s->blen)
+			return 0;
+		*data = s->buf + s->off;
+		s->peeked = s->blen - s->off;
+	} else {
+		if (!s->held)
+			return 0;
+		*data = buf_at(s->br, s->head) + s->off;
+		s->peeked = s->br->bufs[s->head].len - s->off;
+	}
+	return (ssize_t)s->peeked;
+}
+
+/* How the stream ended, once its data is read: 0, -errno, or 1 if it has not. */
+static int end_of(const struct iou_rstream *s)
+{
+	if (s->err)
+		return s->err;
+	return s->eof ? 0 : 1;
+}
+
+static ssize_t peek(struct reactor *r, struct iou_rstream *s, const void **data)
+{
+	for (;;) {
+		ssize_t n = take(s, data);
+		int ret;
+
+		if (n > 0)
+			return n;
+		ret = end_of(s);
+		if (ret <= 0)
+			return ret;
+		if (s->fallback) {
+			if (!s->buf) {
+				/* Became one when the kernel refused multishot receive. */
+				s->buf = malloc(s->br->size);
+				if (!s->buf)
+					return -ENOMEM;
+			}
+			n = fb_recv(r, s, s->buf, s->br->size);
+			if (n <= 0)
+				return n;
+			s->off = 0;
+			s->blen = (uint32_t)n;
+			continue;
+		}
+		if (!s->armed) {
+			if (s->br->held < s->br->count) {
+				ret = arm(r, s);
+				if (ret < 0)
+					return ret;
+			} else {
+				/* Every buffer waits in some stream: wait for one to come back. */
+				starve(s->br, s);
+			}
+		}
+		ret = wait_data(r, s);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+IOU_API ssize_t iou_rstream_peek(struct reactor *r, struct iou_rstream *s, const void **data)
+{
+	int ret = check(r, s ? s->r : NULL);
+
+	if (ret < 0)
+		return ret;
+	if (!data)
+		return -EINVAL;
+	if (s->busy)
+		return -EBUSY;
+	return peek(r, s, data);
+}
+
+IOU_API void iou_rstream_consume(struct iou_rstream *s, size_t n)
+{
+	struct iou_bufring *br;
+	struct reactor *r;
+
+	if (!s || s->r != iou__self)
+		return;
+	if (n > s->peeked)
+		n = s->peeked;
+	if (!n)
+		return;
+	r = s->r;
+	br = s->br;
+	s->peeked -= n;
+	s->off += (uint32_t)n;
+	if (s->fallback || s->off < br->bufs[s->head].len)
+		return;
+	release_head(r, br, s);
+	/* Paused, or ended by a dry ring: resume once down to the low mark. */
+	if (!s->armed && s->held <= br->low && br->held < br->count && end_of(s) > 0 && !r->closing)
+		(void)arm(r, s); /* a failure (cancelled fiber) is retried by the next peek */
+}
+
+IOU_API ssize_t iou_rstream_read(struct reactor *r, struct iou_rstream *s, void *buf, size_t len)
+{
+	const void *p;
+	size_t got = 0;
+	ssize_t n;
+	int ret = check(r, s ? s->r : NULL);
+
+	if (ret < 0)
+		return ret;
+	if (!buf && len)
+		return -EFAULT;
+	if (s->busy)
+		return -EBUSY;
+	if (!len)
+		return 0;
+	if (len > IOU_IO_MAX)
+		len = IOU_IO_MAX;
+	/* Fallback with nothing buffered: receive straight into @buf. */
+	if (s->fallback && s->off >= s->blen && end_of(s) > 0)
+		return fb_recv(r, s, buf, len);
+	n = peek(r, s, &p);
+	while (n > 0) {
+		size_t k = (size_t)n < len - got ? (size_t)n : len - got;
+
+		memcpy((char *)buf + got, p, k);
+		iou_rstream_consume(s, k);
+		got += k;
+		if (got == len)
+			break;
+		n = take(s, &p); /* what else is queued, without waiting */
+	}
+	return got ? (ssize_t)got : n;
+}
+
+IOU_API int iou_rstream_close(struct reactor *r, struct iou_rstream *s)
+{
+	struct iou_bufring *br;
+	int ret = check(r, s ? s->r : NULL);
+
+	if (ret < 0)
+		return ret;
+	if (s->busy)
+		return -EBUSY;
+	br = s->br;
+	/* The kernel must be done with the request before its record goes. */
+	stop(r, s);
+	while (s->armed) {
+		struct iou__wait w = { .hard = true };
+
+		s->closer = &w;
+		iou__wait(r, &w);
+		s->closer = NULL;
+	}
+	while (s->held)
+		release_head(r, br, s);
+	unstarve(br, s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		br->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	br->nstreams--;
+	free(s->buf);
+	free(s);
+	return 0;
+}
