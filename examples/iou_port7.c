@@ -67,9 +67,13 @@
 /* A stalled reader gets this long to accept more of its echo. */
 #define SEND_STALL (60 * IOU_SEC)
 
-/* Connection fibers need little stack: the buffer is their only big item. */
+/*
+ * Connection fibers need little stack: received bytes stay in the reactor's
+ * ring of buffers; only a client that stops reading gets its echo copied to
+ * the fiber's spill buffer, whose pages are touched only then.
+ */
 #define CONN_STACK ((size_t)64 * 1024)
-#define CONN_BUFFER 16384
+#define SPILL_BUFFER 16384
 
 /* Larger than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6). */
 #define DGRAM_MAX 65536
@@ -145,12 +149,48 @@ static int send_all(struct reactor *r, int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Echo the @len bytes at @data, which lie in a buffer of the reactor's
+ * shared ring, and consume them from @s.  The first send does not wait
+ * (MSG_DONTWAIT): it is the whole echo unless the client has stopped
+ * reading.  Whatever it leaves is copied to @spill before it is sent, so a
+ * client that does not read holds no buffer of the shared ring, only its
+ * own fiber's stack, and cannot starve the other connections.
+ */
+static int echo_chunk(struct reactor *r, int fd, struct iou_rstream *s, const char *data,
+		      size_t len, char *spill, size_t spill_len)
+{
+	ssize_t n = iou_send(r, fd, data, len, MSG_DONTWAIT);
+
+	if (n < 0 && n != -EAGAIN)
+		return (int)n;
+	if (n > 0) {
+		iou_rstream_consume(s, (size_t)n);
+		data += n;
+		len -= (size_t)n;
+	}
+	while (len > 0) {
+		size_t k = len < spill_len ? len : spill_len;
+		int ret;
+
+		memcpy(spill, data, k);
+		iou_rstream_consume(s, k);
+		data += k;
+		len -= k;
+		ret = send_all(r, fd, spill, k);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 /* One TCP connection: echo until end of file, an error, or a cancel. */
 static void echo_conn(struct reactor *r, int fd, void *arg)
 {
 	struct worker *w = arg;
 	struct conn c = { .fiber = fiber_self(r) };
-	char buf[CONN_BUFFER];
+	struct iou_rstream *s = NULL;
+	char spill[SPILL_BUFFER];
 	int on = 1;
 
 	/* Accepted while the worker was being stopped: it missed the cancel. */
@@ -164,16 +204,21 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 	w->conns = &c;
 
 	iou_setsockopt(r, fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-	for (;;) {
-		ssize_t n = iou_recv(r, fd, buf, sizeof(buf), 0);
+	/* The stream's receive reads into the reactor's ring of buffers. */
+	if (iou_rstream_open(r, fd, NULL, &s) == 0) {
+		for (;;) {
+			const void *data;
+			ssize_t n = iou_rstream_peek(r, s, &data);
 
-		/*
-		 * 0: the client shut down its side (or closed), and everything it
-		 * sent has been echoed already; closing completes the half-close.
-		 * < 0: reset, stall, or cancelled at shutdown.
-		 */
-		if (n <= 0 || send_all(r, fd, buf, (size_t)n) < 0)
-			break;
+			/*
+			 * 0: the client shut down its side (or closed), and all
+			 * it sent has been echoed already; closing completes the
+			 * half-close.  < 0: reset, stall, cancelled at shutdown.
+			 */
+			if (n <= 0 || echo_chunk(r, fd, s, data, (size_t)n, spill, sizeof(spill)) < 0)
+				break;
+		}
+		iou_rstream_close(r, s);
 	}
 
 	if (c.prev)

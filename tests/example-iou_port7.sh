@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 #
 # Tests examples/iou_port7 against real peers: socat for TCP and UDP round
-# trips, a half-closed transfer and a client that never reads, and
+# trips, a half-closed transfer and clients that never read, and
 # tests/echo-client (a plain epoll client, independent of ioucontext) for
 # hundreds of concurrent clients with random payloads, clients that reset
 # mid-stream, and UDP datagrams of every size, over IPv4 and IPv6.  Checks
@@ -161,19 +161,27 @@ fi
 	fail "echo-client ${load[*]}"
 ok "$(cat "$tmp/load.out")"
 
-# A client that sends without ever reading (socat -u) fills both socket
-# buffers, so its fiber blocks in send; the others must not notice, and
-# when the client dies with unread data (a reset) the fiber must let go.
-head -c $((256 * 1024 * 1024)) /dev/zero | socat -u - "TCP:127.0.0.1:$port" 2>/dev/null &
-stalled=$!
-pids+=("$stalled")
+# Clients that send without ever reading (socat -u) fill both socket
+# buffers, so their fibers block in send; the others must not notice, and
+# when the clients die with unread data (a reset) the fibers must let go.
+# Sixteen of them, each sending more than the server's whole ring of
+# receive buffers: one that held ring buffers while blocked would starve
+# everyone else (the server copies a stalled echo out of the ring).
+stalled=()
+for _ in $(seq 16); do
+	head -c $((64 * 1024 * 1024)) /dev/zero | socat -u - "TCP:127.0.0.1:$port" 2>/dev/null &
+	stalled+=($!)
+	pids+=($!)
+done
 sleep 1
-kill -0 "$stalled" 2>/dev/null || fail "the never-reading client ended early"
+for s in "${stalled[@]}"; do
+	kill -0 "$s" 2>/dev/null || fail "a never-reading client ended early"
+done
 "$client" --port "$port" --clients 20 --bytes 65536 --udp 5 --timeout $((30 * scale)) \
-	>"$tmp/stalled.out" 2>"$tmp/stalled.err" || fail "echo-client next to a stalled client"
-ok "next to a client that never reads: $(cat "$tmp/stalled.out")"
-kill -TERM "$stalled"
-wait "$stalled" || true
+	>"$tmp/stalled.out" 2>"$tmp/stalled.err" || fail "echo-client next to stalled clients"
+ok "next to 16 clients that never read: $(cat "$tmp/stalled.out")"
+kill -TERM "${stalled[@]}"
+wait "${stalled[@]}" || true
 
 await_fds "$baseline" || fail "descriptors: $(nfds "$pid") after the clients left, $baseline before"
 ok "descriptors back to the baseline of $baseline after clients closed, reset, or stalled and died"

@@ -7,7 +7,10 @@
  * partial peek/consume and read() gathering several buffers; end of stream
  * and a peer reset after data (both sticky); a 4-buffer ring shared by
  * streams whose readers lag, so that it runs dry, a starved reader waits
- * and resumes when a buffer comes back, and nothing is lost; the
+ * and resumes when a buffer comes back, and nothing is lost; idle streams
+ * reclaimed (spilled) so that a reader that reads is served at once, with
+ * the bytes a reader is using left in place and every byte read back in
+ * order; the
  * per-stream limit leaving data in the socket; deadlines (-ETIMEDOUT, and
  * IOU_DEADLINE_NOW) and cancellation (-ECANCELED) of a waiting peek with
  * the stream usable afterwards; one reader at a time (-EBUSY); close while
@@ -527,16 +530,22 @@ static int test_peer_reset_data_comes_first(void)
  * a third stream's reader waits (its deadline ends the wait) until a
  * buffer comes back, then gets its bytes; everything arrives intact.
  */
-static int test_dry_ring_starves_then_resumes(void)
+/*
+ * Two streams whose readers do not read fill a 4-buffer ring; a third
+ * stream's reader still gets its bytes at once, because the idle streams'
+ * buffers are reclaimed into their spill areas -- except the head buffer
+ * of a reader that is using it (peeked, not consumed) -- and every byte
+ * of the idle streams is then read back, in order.
+ */
+static int test_dry_ring_reclaims_idle_streams(void)
 {
 	struct reactor *r = reactor_get();
 	struct iou_bufring *br;
 	struct iou_rstream *s[3];
 	unsigned char want[2][8192];
 	int a[3], b[3];
-	const void *p;
+	const void *p, *q;
 	char buf[8];
-	int64_t t0;
 	ssize_t n;
 
 	ASSERT_EQ(iou_bufring_create(r, 4, 1024, &br), 0);
@@ -549,34 +558,93 @@ static int test_dry_ring_starves_then_resumes(void)
 		ASSERT_EQ(write_all(b[i], want[i], sizeof(want[i])), 0);
 	}
 	ASSERT_EQ(fiber_sleep(r, 30 * IOU_MSEC), 0);
-	ASSERT_EQ(write_all(b[2], "hi", 2), 0);
-	if (!fallback()) {
-		/* Every buffer is in s[0] or s[1]: s[2] cannot receive. */
-		t0 = iou_now();
-		fiber_set_deadline(r, iou_deadline_after(100 * IOU_MSEC));
-		ASSERT_EQ(iou_rstream_peek(r, s[2], &p), -ETIMEDOUT);
-		fiber_set_deadline(r, IOU_DEADLINE_NEVER);
-		ASSERT_GE(iou_now() - t0, 100 * IOU_MSEC);
-		/* The bytes stayed in the socket, waiting for a buffer. */
-		ASSERT_EQ(inq(a[2]), 2);
-	}
-	/* One buffer back (from whichever stream holds data) ... */
+	/* s[0]'s reader is using its first bytes: they must not move. */
 	fiber_set_deadline(r, IOU_DEADLINE_NOW);
 	n = iou_rstream_peek(r, s[0], &p);
 	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
 	ASSERT_GT(n, 0);
 	ASSERT_TRUE(!memcmp(p, want[0], (size_t)n));
-	iou_rstream_consume(s[0], (size_t)n);
-	/* ... and the starved stream gets its turn. */
+	ASSERT_EQ(write_all(b[2], "hi", 2), 0);
+	/* Every buffer is in s[0] or s[1], yet s[2] is served at once. */
 	fiber_set_deadline(r, iou_deadline_after(GUARD));
 	ASSERT_EQ(iou_rstream_read(r, s[2], buf, sizeof(buf)), 2);
 	ASSERT_TRUE(!memcmp(buf, "hi", 2));
-	/* All the rest, in order. */
+	/* The bytes s[0]'s reader holds are where they were. */
+	ASSERT_EQ(iou_rstream_peek(r, s[0], &q), n);
+	ASSERT_TRUE(q == p);
+	ASSERT_TRUE(!memcmp(q, want[0], (size_t)n));
+	iou_rstream_consume(s[0], (size_t)n);
+	/* All the rest, in order, spilled or not. */
 	ASSERT_EQ(read_check(r, s[0], want[0] + n, sizeof(want[0]) - (size_t)n),
 		  (ssize_t)(sizeof(want[0]) - (size_t)n));
 	ASSERT_EQ(read_check(r, s[1], want[1], sizeof(want[1])), (ssize_t)sizeof(want[1]));
+	/* The idle streams read on normally afterwards. */
+	ASSERT_EQ(write_all(b[1], "more", 4), 0);
+	ASSERT_EQ(iou_rstream_read(r, s[1], buf, sizeof(buf)), 4);
+	ASSERT_TRUE(!memcmp(buf, "more", 4));
 	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
 	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
+		ASSERT_EQ(close(a[i]), 0);
+		ASSERT_EQ(close(b[i]), 0);
+	}
+	ASSERT_EQ(iou_bufring_destroy(r, br), 0);
+	return 0;
+}
+
+/*
+ * Four readers each using (peeked, not consumed) the one buffer they
+ * hold: nothing can be reclaimed from a 4-buffer ring, so a fifth stream's
+ * reader waits, its bytes left in the socket, until one of them consumes.
+ */
+static int test_dry_ring_starves_then_resumes(void)
+{
+	struct reactor *r = reactor_get();
+	enum {
+		N = 5
+	};
+	struct iou_bufring *br;
+	struct iou_rstream *s[N];
+	unsigned char want[N - 1][100];
+	int a[N], b[N];
+	const void *p[N - 1];
+	char buf[8];
+	int64_t t0;
+
+	ASSERT_EQ(iou_bufring_create(r, 4, 1024, &br), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(unix_pair(&a[i], &b[i]), 0);
+		ASSERT_EQ(iou_rstream_open(r, a[i], br, &s[i]), 0);
+	}
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	for (int i = 0; i < N - 1; i++) {
+		fill_random(want[i], sizeof(want[i]), 50 + (uint64_t)i);
+		ASSERT_EQ(write_all(b[i], want[i], sizeof(want[i])), 0);
+		ASSERT_EQ(iou_rstream_peek(r, s[i], &p[i]), (ssize_t)sizeof(want[i]));
+	}
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(write_all(b[N - 1], "hi", 2), 0);
+	if (!fallback()) {
+		t0 = iou_now();
+		fiber_set_deadline(r, iou_deadline_after(100 * IOU_MSEC));
+		ASSERT_EQ(iou_rstream_read(r, s[N - 1], buf, sizeof(buf)), -ETIMEDOUT);
+		fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+		ASSERT_GE(iou_now() - t0, 100 * IOU_MSEC);
+		/* The bytes stayed in the socket, waiting for a buffer. */
+		ASSERT_EQ(inq(a[N - 1]), 2);
+	}
+	/* One buffer back, and the starved stream gets its turn. */
+	ASSERT_TRUE(!memcmp(p[0], want[0], sizeof(want[0])));
+	iou_rstream_consume(s[0], sizeof(want[0]));
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_read(r, s[N - 1], buf, sizeof(buf)), 2);
+	ASSERT_TRUE(!memcmp(buf, "hi", 2));
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	for (int i = 1; i < N - 1; i++) {
+		ASSERT_TRUE(!memcmp(p[i], want[i], sizeof(want[i])));
+		iou_rstream_consume(s[i], sizeof(want[i]));
+	}
+	for (int i = 0; i < N; i++) {
 		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
 		ASSERT_EQ(close(a[i]), 0);
 		ASSERT_EQ(close(b[i]), 0);
@@ -1309,7 +1377,7 @@ static int test_bad_arguments(void)
 TEST_MAIN(T(test_transfer_peek_consume_default_ring), T(test_transfer_read_default_ring),
 	  T(test_transfer_small_ring), T(test_peek_and_consume_parts), T(test_read_gathers_buffers),
 	  T(test_end_of_stream_after_data), T(test_peer_reset_after_data),
-	  T(test_peer_reset_data_comes_first), T(test_dry_ring_starves_then_resumes),
+	  T(test_peer_reset_data_comes_first), T(test_dry_ring_reclaims_idle_streams), T(test_dry_ring_starves_then_resumes),
 	  T(test_tiny_ring_shared_by_slow_readers), T(test_per_stream_limit),
 	  T(test_deadline_keeps_stream), T(test_cancel_keeps_stream), T(test_one_reader_at_a_time),
 	  T(test_close_while_armed), T(test_close_in_cancelled_fiber),

@@ -40,16 +40,21 @@
  *   to half that, so one slow reader cannot take the whole ring (a burst
  *   already waiting in the socket can take more buffers before the
  *   pause takes effect: the kernel fills buffers without asking).  When the
- *   ring runs dry anyway (all its buffers wait in streams whose readers have
- *   not consumed them), the kernel ends the requests that find no buffer;
- *   each such stream is re-armed when its reader next needs data, and a
- *   reader that finds every buffer of the ring held by streams waits
- *   (parked, never spinning) until one comes back.  Bytes are delivered
- *   exactly once and in order across all of this: the kernel keeps them in
- *   the socket until a request takes them, and a request is re-armed only
- *   after the previous one's last completion.  Readers that never consume
- *   what they hold can starve the other streams of their ring: give such
- *   streams a ring of their own.
+ *   ring runs dry anyway (say, nine clients that send and never read their
+ *   replies, each stream at its limit), a reader that needs a buffer
+ *   reclaims them: every other stream whose reader is not waiting for data
+ *   has its queued bytes copied to a heap area of its own (its "spill",
+ *   served before anything received later, freed once read) and its
+ *   request paused until its reader has read them; bytes of a reader's last
+ *   peek that it has not consumed yet are never moved.  A stalled stream so
+ *   costs heap memory for what it had already received -- at most its
+ *   limit of buffers plus that burst -- instead of ring buffers.  If
+ *   nothing can be reclaimed (every buffer is the unconsumed bytes of some
+ *   reader's peek) the reader waits (parked, never spinning) until a buffer
+ *   comes back.  Bytes are delivered exactly once and in order across all
+ *   of this: the kernel keeps them in the socket until a request takes
+ *   them, and a request is re-armed only after the previous one's last
+ *   completion.
  * - One reader at a time: a peek or read while another fiber of the same
  *   stream is parked in one fails with -EBUSY.
  * - Deadlines and cancellation bound the waiting, as for every blocking

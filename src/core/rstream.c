@@ -29,11 +29,21 @@
  *
  * Fairness: a stream that holds the ring's limit of buffers (an eighth of
  * the ring) has its request cancelled through the reactor's cancel queue,
- * and re-armed once its reader has consumed down to half that.  A reader
- * that needs data when every buffer of the ring sits in some stream's
- * queue does not re-arm (the request would end at once with -ENOBUFS, and
- * again, spinning): it waits on the ring's starved list, and the next
- * buffer to come back wakes every starved reader to try again.
+ * and re-armed once its reader has consumed down to half that.  That alone
+ * lets eight streams whose readers do not read (a client that sends and
+ * never reads its replies keeps an echo server's reader blocked in send)
+ * hold the whole ring.  So a reader that needs data when every buffer of
+ * the ring sits in some stream's queue first reclaims: every other stream
+ * whose reader is not waiting for data has the bytes of its queued buffers
+ * copied to a malloc'd spill area of its own, which its reader is served
+ * from before any later buffer, and its request paused until the spill is
+ * read; only buffers a reader is using (the bytes of its last peek) stay.
+ * A stalled stream thus costs the heap what it had received, at most its
+ * limit of buffers plus the burst that raced the pause, and the ring goes
+ * back to the readers that read.  If nothing can be reclaimed, the reader
+ * does not re-arm (the request would end at once with -ENOBUFS, and again,
+ * spinning): it waits on the ring's starved list, and the next buffer to
+ * come back wakes every starved reader to try again.
  *
  * Fallback, where the kernel has no buffer rings or no multishot receive
  * (the first request fails with -EINVAL before delivering anything), or the
@@ -108,6 +118,15 @@ struct iou_rstream {
 	uint16_t head, tail;	  /* queued buffers, oldest first; NO_BUF when empty */
 	unsigned held;		  /* buffers queued */
 	uint32_t off;		  /* consumed bytes of the head buffer (fallback: of @buf) */
+	/*
+	 * Bytes reclaimed from the ring (see the file comment), delivered
+	 * before the queued buffers -- after the head buffer if @head_first
+	 * (the reader was using it when the rest was reclaimed).  Stays
+	 * allocated until read, and the request stays paused until then.
+	 */
+	char *spill;
+	size_t spill_len, spill_off;
+	bool head_first;
 	uint32_t blen;		  /* fallback: bytes in @buf */
 	size_t peeked;		  /* bytes the last peek made consumable, less those consumed */
 	uint64_t received;	  /* bytes the requests have delivered */
@@ -209,6 +228,7 @@ static void release_head(struct reactor *r, struct iou_bufring *br, struct iou_r
 	if (s->head == NO_BUF)
 		s->tail = NO_BUF;
 	s->off = 0;
+	s->head_first = false; /* the spill, if any, is next */
 	s->held--;
 	br->held--;
 	recycle(br, bid);
@@ -321,6 +341,76 @@ static void on_completion(struct reactor *r, struct iou__op *op, const struct io
 	}
 	if (s->reader && !r->closing)
 		iou__wake(r, s->reader);
+}
+
+/* ---- reclaiming a dry ring ------------------------------------------------------- */
+
+/*
+ * Copy the bytes of @t's queued buffers to its spill area, give the
+ * buffers back to the ring and pause @t's request.  The head buffer stays
+ * if its reader is using it (bytes of the last peek not consumed yet); a
+ * reader using its spill keeps everything (the spill cannot move).  Returns
+ * how many buffers came back; 0 also when memory runs short (then @t just
+ * keeps them).
+ */
+static unsigned spill(struct reactor *r, struct iou_bufring *br, struct iou_rstream *t)
+{
+	bool keep = t->peeked > 0;
+	size_t old = t->spill ? t->spill_len - t->spill_off : 0;
+	unsigned first = keep ? br->bufs[t->head].next : t->head;
+	uint32_t skip = keep ? 0 : t->off;
+	unsigned back = 0;
+	size_t total = old, at;
+	char *p;
+
+	if (!t->held || first == NO_BUF || (keep && t->spill && !t->head_first))
+		return 0;
+	for (unsigned b = first, k = skip; b != NO_BUF; b = br->bufs[b].next, k = 0)
+		total += br->bufs[b].len - k;
+	p = malloc(total);
+	if (!p)
+		return 0;
+	if (old)
+		memcpy(p, t->spill + t->spill_off, old);
+	at = old;
+	for (unsigned b = first, k = skip; b != NO_BUF; k = 0) {
+		unsigned next = br->bufs[b].next;
+
+		memcpy(p + at, buf_at(br, b) + k, br->bufs[b].len - k);
+		at += br->bufs[b].len - k;
+		recycle(br, b);
+		t->held--;
+		br->held--;
+		back++;
+		b = next;
+	}
+	free(t->spill);
+	t->spill = p;
+	t->spill_len = total;
+	t->spill_off = 0;
+	if (keep) {
+		br->bufs[t->head].next = NO_BUF;
+		t->tail = t->head;
+		t->head_first = true;
+	} else {
+		t->head = t->tail = NO_BUF;
+		t->off = 0;
+		t->head_first = false;
+	}
+	stop(r, t);
+	return back;
+}
+
+/*
+ * The ring is dry and @s's reader needs a buffer: take back the buffers
+ * of every stream whose reader is not waiting for data (see the file
+ * comment).  Those that wait hold nothing: they would have been woken.
+ */
+static void reclaim(struct reactor *r, struct iou_bufring *br, struct iou_rstream *s)
+{
+	for (struct iou_rstream *t = br->streams; t; t = t->next)
+		if (t != s && !t->busy && !t->fallback)
+			(void)spill(r, br, t);
 }
 
 /* ---- buffer rings ------------------------------------------------------------------ */
@@ -489,6 +579,7 @@ void iou__rstreams_fini(struct reactor *r)
 		while ((s = br->streams)) {
 			br->streams = s->next;
 			free(s->buf);
+			free(s->spill);
 			free(s);
 		}
 		ring_free(r, br);
@@ -602,6 +693,9 @@ static ssize_t take(struct iou_rstream *s, const void **data)
 			return 0;
 		*data = s->buf + s->off;
 		s->peeked = s->blen - s->off;
+	} else if (s->spill && !s->head_first) {
+		*data = s->spill + s->spill_off;
+		s->peeked = s->spill_len - s->spill_off;
 	} else {
 		if (!s->held)
 			return 0;
@@ -645,6 +739,8 @@ static ssize_t peek(struct reactor *r, struct iou_rstream *s, const void **data)
 			continue;
 		}
 		if (!s->armed) {
+			if (s->br->held >= s->br->count)
+				reclaim(r, s->br, s);
 			if (s->br->held < s->br->count) {
 				ret = arm(r, s);
 				if (ret < 0)
@@ -687,12 +783,26 @@ IOU_API void iou_rstream_consume(struct iou_rstream *s, size_t n)
 	r = s->r;
 	br = s->br;
 	s->peeked -= n;
-	s->off += (uint32_t)n;
-	if (s->fallback || s->off < br->bufs[s->head].len)
-		return;
-	release_head(r, br, s);
-	/* Paused, or ended by a dry ring: resume once down to the low mark. */
-	if (!s->armed && s->held <= br->low && br->held < br->count && end_of(s) > 0 && !r->closing)
+	if (s->spill && !s->head_first) {
+		s->spill_off += n;
+		if (s->spill_off < s->spill_len)
+			return;
+		free(s->spill);
+		s->spill = NULL;
+		s->spill_len = s->spill_off = 0;
+	} else {
+		s->off += (uint32_t)n;
+		if (s->fallback || s->off < br->bufs[s->head].len)
+			return;
+		release_head(r, br, s);
+	}
+	/*
+	 * Paused, or ended by a dry ring: resume once down to the low mark,
+	 * and never while a spill is unread (its bytes were reclaimed from a
+	 * reader that was not reading: read-ahead waits until it does).
+	 */
+	if (!s->armed && s->held <= br->low && !s->spill && br->held < br->count &&
+	    end_of(s) > 0 && !r->closing)
 		(void)arm(r, s); /* a failure (cancelled fiber) is retried by the next peek */
 }
 
@@ -760,6 +870,7 @@ IOU_API int iou_rstream_close(struct reactor *r, struct iou_rstream *s)
 		s->next->prev = s->prev;
 	br->nstreams--;
 	free(s->buf);
+	free(s->spill);
 	free(s);
 	return 0;
 }
