@@ -273,6 +273,15 @@ static void *reader(void *arg)
 
 					FIBER_CHECK(iou_rstream_peek(r, st, &q) == n && q == p);
 				}
+				/*
+				 * A slow reader sometimes dawdles holding the bytes
+				 * it peeked: other readers may reclaim the ring
+				 * meanwhile, and those bytes must stay put.
+				 */
+				if (x->slow && xorshift(&s) % 4 == 0) {
+					fiber_sleep(r, x->slow * IOU_MSEC);
+					FIBER_CHECK(!memcmp(p, x->data + x->got, k));
+				}
 				iou_rstream_consume(st, k);
 				x->got += k;
 			}
@@ -534,56 +543,77 @@ static int test_peer_reset_data_comes_first(void)
  * Two streams whose readers do not read fill a 4-buffer ring; a third
  * stream's reader still gets its bytes at once, because the idle streams'
  * buffers are reclaimed into their spill areas -- except the head buffer
- * of a reader that is using it (peeked, not consumed) -- and every byte
- * of the idle streams is then read back, in order.
+ * of a reader that is using it (peeked, not consumed).  Then the ring runs
+ * dry again while one reader is using its spill (it must stay put) and
+ * another holds its head buffer, and a fifth stream is served the same
+ * way.  Every byte of every stream is then read back, in order.
  */
 static int test_dry_ring_reclaims_idle_streams(void)
 {
 	struct reactor *r = reactor_get();
+	enum {
+		N = 5
+	};
 	struct iou_bufring *br;
-	struct iou_rstream *s[3];
-	unsigned char want[2][8192];
-	int a[3], b[3];
-	const void *p, *q;
+	struct iou_rstream *s[N];
+	static unsigned char want[N][2][8192]; /* stream, round */
+	size_t got[N] = { 0 };
+	int a[N], b[N];
+	const void *p0, *p1, *q;
 	char buf[8];
-	ssize_t n;
+	ssize_t n0, n1;
 
 	ASSERT_EQ(iou_bufring_create(r, 4, 1024, &br), 0);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < N; i++) {
 		ASSERT_EQ(unix_pair(&a[i], &b[i]), 0);
 		ASSERT_EQ(iou_rstream_open(r, a[i], br, &s[i]), 0);
+		for (int k = 0; k < 2; k++)
+			fill_random(want[i][k], sizeof(want[i][k]), 20 + (uint64_t)(i * 2 + k));
 	}
-	for (int i = 0; i < 2; i++) {
-		fill_random(want[i], sizeof(want[i]), 20 + (uint64_t)i);
-		ASSERT_EQ(write_all(b[i], want[i], sizeof(want[i])), 0);
-	}
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(write_all(b[i], want[i][0], sizeof(want[i][0])), 0);
 	ASSERT_EQ(fiber_sleep(r, 30 * IOU_MSEC), 0);
 	/* s[0]'s reader is using its first bytes: they must not move. */
 	fiber_set_deadline(r, IOU_DEADLINE_NOW);
-	n = iou_rstream_peek(r, s[0], &p);
+	n0 = iou_rstream_peek(r, s[0], &p0);
 	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
-	ASSERT_GT(n, 0);
-	ASSERT_TRUE(!memcmp(p, want[0], (size_t)n));
+	ASSERT_GT(n0, 0);
+	ASSERT_TRUE(!memcmp(p0, want[0][0], (size_t)n0));
 	ASSERT_EQ(write_all(b[2], "hi", 2), 0);
 	/* Every buffer is in s[0] or s[1], yet s[2] is served at once. */
 	fiber_set_deadline(r, iou_deadline_after(GUARD));
 	ASSERT_EQ(iou_rstream_read(r, s[2], buf, sizeof(buf)), 2);
 	ASSERT_TRUE(!memcmp(buf, "hi", 2));
-	/* The bytes s[0]'s reader holds are where they were. */
-	ASSERT_EQ(iou_rstream_peek(r, s[0], &q), n);
-	ASSERT_TRUE(q == p);
-	ASSERT_TRUE(!memcmp(q, want[0], (size_t)n));
-	iou_rstream_consume(s[0], (size_t)n);
-	/* All the rest, in order, spilled or not. */
-	ASSERT_EQ(read_check(r, s[0], want[0] + n, sizeof(want[0]) - (size_t)n),
-		  (ssize_t)(sizeof(want[0]) - (size_t)n));
-	ASSERT_EQ(read_check(r, s[1], want[1], sizeof(want[1])), (ssize_t)sizeof(want[1]));
-	/* The idle streams read on normally afterwards. */
-	ASSERT_EQ(write_all(b[1], "more", 4), 0);
-	ASSERT_EQ(iou_rstream_read(r, s[1], buf, sizeof(buf)), 4);
-	ASSERT_TRUE(!memcmp(buf, "more", 4));
+	/* s[1] was spilled whole; its reader now uses the spill. */
+	n1 = iou_rstream_peek(r, s[1], &p1);
+	ASSERT_GT(n1, 0);
+	ASSERT_TRUE(!memcmp(p1, want[1][0], (size_t)n1));
+	/* Dry again: s[2] and s[3] take the free buffers and do not read. */
+	ASSERT_EQ(write_all(b[2], want[2][0], sizeof(want[2][0])), 0);
+	ASSERT_EQ(write_all(b[3], want[3][0], sizeof(want[3][0])), 0);
+	ASSERT_EQ(fiber_sleep(r, 30 * IOU_MSEC), 0);
+	ASSERT_EQ(write_all(b[4], "hey", 3), 0);
+	ASSERT_EQ(iou_rstream_read(r, s[4], buf, sizeof(buf)), 3);
+	ASSERT_TRUE(!memcmp(buf, "hey", 3));
+	/* The bytes s[0]'s and s[1]'s readers hold are where they were. */
+	ASSERT_EQ(iou_rstream_peek(r, s[0], &q), n0);
+	ASSERT_TRUE(q == p0 && !memcmp(q, want[0][0], (size_t)n0));
+	iou_rstream_consume(s[0], (size_t)n0);
+	ASSERT_EQ(iou_rstream_peek(r, s[1], &q), n1);
+	ASSERT_TRUE(q == p1 && !memcmp(q, want[1][0], (size_t)n1));
+	iou_rstream_consume(s[1], (size_t)n1);
+	got[0] = (size_t)n0;
+	got[1] = (size_t)n1;
+	/* All the rest, in order, spilled or not; then more, read normally. */
+	for (int i = 0; i < 4; i++) {
+		ASSERT_EQ(read_check(r, s[i], want[i][0] + got[i], sizeof(want[i][0]) - got[i]),
+			  (ssize_t)(sizeof(want[i][0]) - got[i]));
+		ASSERT_EQ(write_all(b[i], want[i][1], sizeof(want[i][1])), 0);
+		ASSERT_EQ(read_check(r, s[i], want[i][1], sizeof(want[i][1])),
+			  (ssize_t)sizeof(want[i][1]));
+	}
 	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < N; i++) {
 		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
 		ASSERT_EQ(close(a[i]), 0);
 		ASSERT_EQ(close(b[i]), 0);

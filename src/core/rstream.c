@@ -357,13 +357,16 @@ static unsigned spill(struct reactor *r, struct iou_bufring *br, struct iou_rstr
 {
 	bool keep = t->peeked > 0;
 	size_t old = t->spill ? t->spill_len - t->spill_off : 0;
-	unsigned first = keep ? br->bufs[t->head].next : t->head;
 	uint32_t skip = keep ? 0 : t->off;
-	unsigned back = 0;
+	unsigned back = 0, first;
 	size_t total = old, at;
 	char *p;
 
-	if (!t->held || first == NO_BUF || (keep && t->spill && !t->head_first))
+	/* Nothing queued, or the reader is using its spill. */
+	if (!t->held || (keep && t->spill && !t->head_first))
+		return 0;
+	first = keep ? br->bufs[t->head].next : t->head;
+	if (first == NO_BUF)
 		return 0;
 	for (unsigned b = first, k = skip; b != NO_BUF; b = br->bufs[b].next, k = 0)
 		total += br->bufs[b].len - k;
