@@ -69,8 +69,9 @@
 
 /*
  * Connection fibers need little stack: received bytes stay in the reactor's
- * ring of buffers; only a client that stops reading gets its echo copied to
- * the fiber's spill buffer, whose pages are touched only then.
+ * ring of buffers, so a fiber's frames fit in the top page of its stack.
+ * Only a client that stops reading gets its echo copied out, into a spill
+ * buffer of SPILL_BUFFER bytes allocated then.
  */
 #define CONN_STACK ((size_t)64 * 1024)
 #define SPILL_BUFFER 16384
@@ -153,12 +154,12 @@ static int send_all(struct reactor *r, int fd, const char *buf, size_t len)
  * Echo the @len bytes at @data, which lie in a buffer of the reactor's
  * shared ring, and consume them from @s.  The first send does not wait
  * (MSG_DONTWAIT): it is the whole echo unless the client has stopped
- * reading.  Whatever it leaves is copied to @spill before it is sent, so a
- * client that does not read holds no buffer of the shared ring, only its
- * own fiber's stack, and cannot starve the other connections.
+ * reading.  Whatever it leaves is copied to the connection's *@spill (made
+ * on first use) before it is sent, so a client that does not read holds no
+ * buffer of the shared ring and cannot starve the other connections.
  */
 static int echo_chunk(struct reactor *r, int fd, struct iou_rstream *s, const char *data,
-		      size_t len, char *spill, size_t spill_len)
+		      size_t len, char **spill)
 {
 	ssize_t n = iou_send(r, fd, data, len, MSG_DONTWAIT);
 
@@ -169,15 +170,17 @@ static int echo_chunk(struct reactor *r, int fd, struct iou_rstream *s, const ch
 		data += n;
 		len -= (size_t)n;
 	}
+	if (len > 0 && !*spill && !(*spill = malloc(SPILL_BUFFER)))
+		return -ENOMEM;
 	while (len > 0) {
-		size_t k = len < spill_len ? len : spill_len;
+		size_t k = len < SPILL_BUFFER ? len : SPILL_BUFFER;
 		int ret;
 
-		memcpy(spill, data, k);
+		memcpy(*spill, data, k);
 		iou_rstream_consume(s, k);
 		data += k;
 		len -= k;
-		ret = send_all(r, fd, spill, k);
+		ret = send_all(r, fd, *spill, k);
 		if (ret < 0)
 			return ret;
 	}
@@ -190,7 +193,7 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 	struct worker *w = arg;
 	struct conn c = { .fiber = fiber_self(r) };
 	struct iou_rstream *s = NULL;
-	char spill[SPILL_BUFFER];
+	char *spill = NULL;
 	int on = 1;
 
 	/* Accepted while the worker was being stopped: it missed the cancel. */
@@ -215,10 +218,11 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 			 * it sent has been echoed already; closing completes the
 			 * half-close.  < 0: reset, stall, cancelled at shutdown.
 			 */
-			if (n <= 0 || echo_chunk(r, fd, s, data, (size_t)n, spill, sizeof(spill)) < 0)
+			if (n <= 0 || echo_chunk(r, fd, s, data, (size_t)n, &spill) < 0)
 				break;
 		}
 		iou_rstream_close(r, s);
+		free(spill);
 	}
 
 	if (c.prev)

@@ -216,6 +216,14 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 		free(r);
 		return ret;
 	}
+	/*
+	 * Register the ring's own fd with itself, so that io_uring_enter skips
+	 * a descriptor lookup each time.  The registration belongs to this
+	 * thread, the only one that enters this ring.  Optional (kernel 5.18+);
+	 * skipped under valgrind, which checks the fd of every enter.
+	 */
+	if (!r->ppoll_wait)
+		(void)io_uring_register_ring_fd(&r->ring);
 	probe(r);
 	disable_opcodes(r);
 	iou__stacks_init(&r->stacks, opts->fiber_pool);
