@@ -8,6 +8,9 @@
 # measuring script so that a report can be rebuilt from a saved TSV.
 #
 #   bench/echo-report.sh TSV OUT_DIR    writes OUT_DIR/echo.md, OUT_DIR/echo.png
+#
+# The tables of the other benchmarks that bench-report.sh leaves in OUT_DIR
+# (core.md, cat.md, dns.md, tls.md) are appended to echo.md.
 set -euo pipefail
 
 tsv=${1:?usage: echo-report.sh TSV OUT_DIR}
@@ -150,6 +153,27 @@ END {
 		print ""
 	}
 }' "$out/echo-medians.txt" >"$dat"
+
+# The other benchmarks' tables, when bench-report.sh made them in OUT_DIR.
+others=()
+for part in core:"Core: switch, spawn, sleepers, operations, channels, messages (run-core.sh)" \
+	cat:"iou_cat against GNU cat (bench-cat.sh)" \
+	dns:"DNS lookups against getaddrinfo (bench-dns.sh)" \
+	tls:"iou_tlsd against socat (bench-tls.sh)"; do
+	[[ ! -f $out/${part%%:*}.md ]] || others+=("$part")
+done
+if ((${#others[@]})); then
+	{
+		echo
+		echo "## The other benchmarks, same machine (bench/bench-report.sh)"
+		for part in "${others[@]}"; do
+			echo
+			echo "### ${part#*:}"
+			echo
+			cat "$out/${part%%:*}.md"
+		done
+	} >>"$md"
+fi
 
 if command -v gnuplot >/dev/null && (($(wc -l <"$dat") > 1)); then
 	ns=$(wc -w <<<"$servers")
