@@ -143,7 +143,7 @@ printf 'case\tserver\trep\tresult\n' >"$tsv"
 	echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "- Kernel: $(uname -sr); $(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"')"
 	echo "- Run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --short HEAD 2>/dev/null || echo unknown), ${secs} s windows after ${warmup} s of warm-up, ${reps} repetitions"
-	echo "- Rerun: \`cmake --preset default && cmake --build --preset default && bench/bench-echo.sh build bench/report\`"
+	echo "- Rerun: \`cmake --preset default && cmake --build --preset default && bench/bench-report.sh build bench/report\` (everything; \`bench/bench-echo.sh build bench/report\` for the echo matrix alone)"
 } >"$out/echo-env.md"
 for c in "${cases[@]}"; do
 	for ((rep = 1; rep <= reps; rep++)); do

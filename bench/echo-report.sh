@@ -10,7 +10,9 @@
 #   bench/echo-report.sh TSV OUT_DIR    writes OUT_DIR/echo.md, OUT_DIR/echo.png
 #
 # The tables of the other benchmarks that bench-report.sh leaves in OUT_DIR
-# (core.md, cat.md, dns.md, tls.md) are appended to echo.md.
+# (core.md, cat.md, dns.md, tls.md) are appended to echo.md, after
+# OUT_DIR/echo-notes.md if it exists (the analysis of the run, written by
+# hand: profiles and the causes of missed targets).
 set -euo pipefail
 
 tsv=${1:?usage: echo-report.sh TSV OUT_DIR}
@@ -153,6 +155,14 @@ END {
 		print ""
 	}
 }' "$out/echo-medians.txt" >"$dat"
+
+# Hand-written analysis of the run (profiles, causes), kept beside the data.
+if [[ -f $out/echo-notes.md ]]; then
+	{
+		echo
+		cat "$out/echo-notes.md"
+	} >>"$md"
+fi
 
 # The other benchmarks' tables, when bench-report.sh made them in OUT_DIR.
 others=()
