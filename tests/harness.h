@@ -8,6 +8,7 @@
 #ifndef IOU_TEST_HARNESS_H
 #define IOU_TEST_HARNESS_H
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,21 @@
 static inline int test_slowdown(void)
 {
 	return RUNNING_ON_VALGRIND ? 20 : IOU_TEST_TSAN ? 10 : IOU_TEST_ASAN ? 4 : 1;
+}
+
+/* Open descriptors: entries in /proc/self/fd (the directory's own included). */
+static inline int test_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
 }
 
 /*

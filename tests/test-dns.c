@@ -80,21 +80,6 @@ static double ms_since(int64_t t0)
 	return (double)(iou_now() - t0) / (double)IOU_MSEC;
 }
 
-/* Entries in /proc/self/fd (the directory's own descriptor included). */
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 static uint64_t xorshift(uint64_t *s)
 {
 	*s ^= *s << 13;
@@ -2022,7 +2007,7 @@ static int teardown_thread(void *arg)
 
 static int test_teardown_with_lookups_pending(void)
 {
-	int fds0 = count_fds();
+	int fds0 = test_count_fds();
 
 	for (int destroy = 1; destroy >= 0; destroy--) {
 		thrd_t t;
@@ -2043,7 +2028,7 @@ static int test_teardown_with_lookups_pending(void)
 		ASSERT_EQ(td.destroyed, 0);
 		/* Discarded fibers never run again: no lookup returned. */
 		ASSERT_EQ(pend.returned, 0);
-		ASSERT_EQ(count_fds(), fds0);
+		ASSERT_EQ(test_count_fds(), fds0);
 	}
 	return 0;
 }
@@ -2062,7 +2047,7 @@ static int test_descriptors_back_to_baseline(void)
 	ASSERT_EQ(iou_dns_close(r), 0);
 	silent = udp_socket(&port);
 	ASSERT_GE(silent, 0);
-	base = count_fds();
+	base = test_count_fds();
 	for (int round = 0; round < 3; round++) {
 		USE_DNSMASQ(r);
 		ASSERT_EQ(lookup(r, "www.test", NULL, AF_UNSPEC, SOCK_STREAM, 0, &ai), 0);
@@ -2073,7 +2058,7 @@ static int test_descriptors_back_to_baseline(void)
 		ASSERT_EQ(lookup(r, "nx.test", NULL, AF_INET, SOCK_STREAM, 0, &ai),
 			  IOU_EDNS_NONAME);
 		ASSERT_EQ(iou_dns_close(r), 0);
-		ASSERT_EQ(count_fds(), base);
+		ASSERT_EQ(test_count_fds(), base);
 
 		/* Closed with queries outstanding, its sockets open. */
 		memset(&pend, 0, sizeof(pend));
@@ -2082,12 +2067,12 @@ static int test_descriptors_back_to_baseline(void)
 		for (int i = 0; i < 8; i++)
 			ASSERT_EQ(fiber_spawn(r, pending_lookup, (void *)(intptr_t)i, NULL), 0);
 		fiber_sleep(r, 20 * IOU_MSEC);
-		open_fds = count_fds();
+		open_fds = test_count_fds();
 		ASSERT_GT(open_fds, base);
 		ASSERT_EQ(iou_dns_close(r), 0);
 		wait_count(r, &pend.returned, 8, iou_deadline_after(GUARD));
 		ASSERT_EQ(pend.returned, 8);
-		ASSERT_EQ(count_fds(), base);
+		ASSERT_EQ(test_count_fds(), base);
 	}
 	printf("# descriptors: %d without a resolver, %d with queries outstanding\n", base,
 	       open_fds);

@@ -67,21 +67,6 @@ static void fill_random(unsigned char *p, size_t n, uint64_t seed)
 	}
 }
 
-/* Entries in /proc/self/fd (the directory's own descriptor included). */
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 /* The loopback address of @family with port 0; returns its length. */
 static socklen_t loopback(int family, struct sockaddr_storage *ss)
 {
@@ -878,7 +863,7 @@ static void echo_setup(struct reactor *r, int family, int flags)
 static int accept_each_echo(struct reactor *r, int family, int flags, int n)
 {
 	struct fiber *server, **clients = calloc((size_t)n, sizeof(*clients));
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 
 	ASSERT_TRUE(clients != NULL);
 	ASSERT_GT(fds_before, 0);
@@ -903,7 +888,7 @@ static int accept_each_echo(struct reactor *r, int family, int flags, int n)
 	ASSERT_EQ(reactor_run(r), 0);
 	ASSERT_EQ(echo.handled, n);
 	ASSERT_EQ(close(echo.lfd), 0);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	free(clients);
 	return 0;
@@ -912,7 +897,7 @@ static int accept_each_echo(struct reactor *r, int family, int flags, int n)
 /* A deadline stops the loop, which keeps serving until then. */
 static int accept_each_deadline(struct reactor *r)
 {
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 	struct fiber *server, *client;
 	int64_t limit = 200 * IOU_MSEC;
 
@@ -932,7 +917,7 @@ static int accept_each_deadline(struct reactor *r)
 	ASSERT_EQ(echo.clients_ok, 1);
 	ASSERT_EQ(echo.handled, 1);
 	ASSERT_EQ(close(echo.lfd), 0);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	return 0;
 }
@@ -941,7 +926,7 @@ static int accept_each_deadline(struct reactor *r)
 static int accept_each_outside_fiber(struct reactor *r)
 {
 	const struct fiber_options fo = { .name = "echo" };
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 	int64_t t0, limit = 300 * IOU_MSEC;
 
 	echo_setup(r, AF_INET, 0);
@@ -957,7 +942,7 @@ static int accept_each_outside_fiber(struct reactor *r)
 	ASSERT_EQ(echo.clients_ok, 3);
 	ASSERT_EQ(echo.handled, 3);
 	ASSERT_EQ(close(echo.lfd), 0);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	return 0;
 }
@@ -975,7 +960,7 @@ static void *shutdown_after_a_while(void *arg)
 /* Shutting the listening socket down stops the loop with an error. */
 static int accept_each_shutdown(struct reactor *r)
 {
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 	struct fiber *server;
 
 	echo_setup(r, AF_INET, 0);
@@ -989,7 +974,7 @@ static int accept_each_shutdown(struct reactor *r)
 	ASSERT_NE(echo.accept_ret, -ETIMEDOUT);
 	ASSERT_NE(echo.accept_ret, -ECANCELED);
 	ASSERT_EQ(close(echo.lfd), 0);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	return 0;
 }
@@ -1017,7 +1002,7 @@ static int accept_each_errors(struct reactor *r)
 {
 	struct sockaddr_storage a;
 	socklen_t alen;
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 	int fd, pfd[2];
 
 	/* Bound but not listening. */
@@ -1045,7 +1030,7 @@ static int accept_each_errors(struct reactor *r)
 	ASSERT_EQ(close(pfd[1]), 0);
 	ASSERT_EQ(iou_accept_each(NULL, 3, never_called, NULL, NULL), -EINVAL);
 	ASSERT_EQ(reactor_run(r), 0);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	/*
 	 * A descriptor that is not open: -EBADF, as accept4(2) says.  Nothing
 	 * else opens descriptors here, so its number can only be reused by the
@@ -1055,7 +1040,7 @@ static int accept_each_errors(struct reactor *r)
 	ASSERT_GE(fd, 0);
 	ASSERT_EQ(close(fd), 0);
 	ASSERT_EQ(accept_each_bounded(r, fd, never_called), -EBADF);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	return 0;
 }
@@ -1113,7 +1098,7 @@ static int limit_leaving(int room)
  */
 static int accept_each_at_fd_limit(struct reactor *r)
 {
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 	int c[HOLD_SERVED + HOLD_REFUSED], limit, late, n = 0;
 	struct rlimit old, low;
 	struct fiber *server;
@@ -1178,7 +1163,7 @@ static int accept_each_at_fd_limit(struct reactor *r)
 	ASSERT_EQ(echo.accept_ret, -ECANCELED);
 	ASSERT_EQ(echo.handled, HOLD_SERVED + 1);
 	ASSERT_EQ(close(echo.lfd), 0);
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	return 0;
 }
@@ -1281,7 +1266,7 @@ static int test_accept_each_without_multishot(void)
 	struct thread_job job = { .main_r = reactor_get(), .rc = 1 };
 	const char *old = getenv("IOU_MULTISHOT");
 	char *saved = old ? strdup(old) : NULL;
-	int fds_before = count_fds();
+	int fds_before = test_count_fds();
 	pthread_t t;
 
 	ASSERT_TRUE(job.main_r != NULL);
@@ -1296,7 +1281,7 @@ static int test_accept_each_without_multishot(void)
 	free(saved);
 	ASSERT_EQ(job.rc, 0);
 	/* The thread's ring is gone too. */
-	ASSERT_EQ(count_fds(), fds_before);
+	ASSERT_EQ(test_count_fds(), fds_before);
 	ASSERT_NO_FIBER_FAILURES();
 	return 0;
 }

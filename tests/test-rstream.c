@@ -87,20 +87,6 @@ static size_t between(uint64_t *s, size_t lo, size_t hi)
 	return lo + (size_t)(xorshift(s) % (hi - lo + 1));
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 /* A connected loopback TCP pair (plain system calls); 0 or -errno. */
 static int tcp_pair(int *a, int *b)
 {
@@ -1284,12 +1270,12 @@ static int teardown_exit(void)
 
 static int test_reactor_teardown_with_open_streams(void)
 {
-	int fds = count_fds();
+	int fds = test_count_fds();
 
 	ASSERT_EQ(test_in_thread(teardown_destroy), 0);
 	ASSERT_EQ(test_in_thread(teardown_exit), 0);
 	ASSERT_NO_FIBER_FAILURES();
-	ASSERT_EQ(count_fds(), fds); /* the rings' descriptors are gone too */
+	ASSERT_EQ(test_count_fds(), fds); /* the rings' descriptors are gone too */
 	return 0;
 }
 
