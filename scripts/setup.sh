@@ -27,6 +27,8 @@ PACKAGES=(
 	librust-rustls-pemfile-dev
 	libuv1-dev
 	gnuplot-nox
+	man-db
+	groff-base
 )
 
 # libioucontext-tls builds its Rust shim with cargo: any cargo on PATH (or

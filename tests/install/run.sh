@@ -47,6 +47,17 @@ done
 [[ -f $prefix/include/ioucontext/ioucontext.h ]] || fail "ioucontext.h not installed"
 [[ -f $prefix/include/ioucontext/version.h ]] || fail "generated version.h not installed"
 [[ ! -e $prefix/include/ioucontext/version.h.in ]] || fail "version.h.in installed"
+# The manual, where man(1) finds it: a family page, an alias, the overview.
+mandir=$prefix/share/man
+for f in man3/iou_io.3 man3/iou_read.3 man3/reactor_run.3 man7/ioucontext.7; do
+	[[ -f $mandir/$f ]] || fail "manual page $f not installed under $mandir"
+done
+if command -v man >/dev/null; then
+	page=$(MANWIDTH=80 man --warnings -M "$mandir" 3 iou_read 2>"$tmp/man.err") ||
+		fail "man -M $mandir 3 iou_read failed: $(cat "$tmp/man.err")"
+	[[ ! -s $tmp/man.err ]] || fail "man iou_read warns: $(cat "$tmp/man.err")"
+	grep -q 'iou_read' <<<"$page" || fail "the installed iou_read(3) does not mention iou_read"
+fi
 soname=$(readelf -d "$libdir/libioucontext.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [[ $soname == libioucontext.so.0 ]] || fail "SONAME is '$soname', expected libioucontext.so.0"
 
