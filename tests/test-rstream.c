@@ -520,11 +520,30 @@ static int test_peer_reset_data_comes_first(void)
 
 /* ---- sharing a ring ----------------------------------------------------- */
 
-/*
- * A 4-buffer ring held entirely by two streams whose readers do not read:
- * a third stream's reader waits (its deadline ends the wait) until a
- * buffer comes back, then gets its bytes; everything arrives intact.
- */
+/* @n UNIX socket pairs, each with a stream on @br reading a[i] (b[i] writes). */
+static int streams_open(struct reactor *r, struct iou_bufring *br, int n, struct iou_rstream **s,
+			int *a, int *b)
+{
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(unix_pair(&a[i], &b[i]), 0);
+		ASSERT_EQ(iou_rstream_open(r, a[i], br, &s[i]), 0);
+	}
+	return 0;
+}
+
+/* Close what streams_open() made, then destroy @br. */
+static int streams_close(struct reactor *r, struct iou_bufring *br, int n, struct iou_rstream **s,
+			 const int *a, const int *b)
+{
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
+		ASSERT_EQ(close(a[i]), 0);
+		ASSERT_EQ(close(b[i]), 0);
+	}
+	ASSERT_EQ(iou_bufring_destroy(r, br), 0);
+	return 0;
+}
+
 /*
  * Two streams whose readers do not read fill a 4-buffer ring; a third
  * stream's reader still gets its bytes at once, because the idle streams'
@@ -550,9 +569,8 @@ static int test_dry_ring_reclaims_idle_streams(void)
 	ssize_t n0, n1;
 
 	ASSERT_EQ(iou_bufring_create(r, 4, 1024, &br), 0);
+	ASSERT_EQ(streams_open(r, br, N, s, a, b), 0);
 	for (int i = 0; i < N; i++) {
-		ASSERT_EQ(unix_pair(&a[i], &b[i]), 0);
-		ASSERT_EQ(iou_rstream_open(r, a[i], br, &s[i]), 0);
 		for (int k = 0; k < 2; k++)
 			fill_random(want[i][k], sizeof(want[i][k]), 20 + (uint64_t)(i * 2 + k));
 	}
@@ -599,13 +617,7 @@ static int test_dry_ring_reclaims_idle_streams(void)
 			  (ssize_t)sizeof(want[i][1]));
 	}
 	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
-	for (int i = 0; i < N; i++) {
-		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
-		ASSERT_EQ(close(a[i]), 0);
-		ASSERT_EQ(close(b[i]), 0);
-	}
-	ASSERT_EQ(iou_bufring_destroy(r, br), 0);
-	return 0;
+	return streams_close(r, br, N, s, a, b);
 }
 
 /*
@@ -628,10 +640,7 @@ static int test_dry_ring_starves_then_resumes(void)
 	int64_t t0;
 
 	ASSERT_EQ(iou_bufring_create(r, 4, 1024, &br), 0);
-	for (int i = 0; i < N; i++) {
-		ASSERT_EQ(unix_pair(&a[i], &b[i]), 0);
-		ASSERT_EQ(iou_rstream_open(r, a[i], br, &s[i]), 0);
-	}
+	ASSERT_EQ(streams_open(r, br, N, s, a, b), 0);
 	fiber_set_deadline(r, iou_deadline_after(GUARD));
 	for (int i = 0; i < N - 1; i++) {
 		fill_random(want[i], sizeof(want[i]), 50 + (uint64_t)i);
@@ -660,13 +669,7 @@ static int test_dry_ring_starves_then_resumes(void)
 		ASSERT_TRUE(!memcmp(p[i], want[i], sizeof(want[i])));
 		iou_rstream_consume(s[i], sizeof(want[i]));
 	}
-	for (int i = 0; i < N; i++) {
-		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
-		ASSERT_EQ(close(a[i]), 0);
-		ASSERT_EQ(close(b[i]), 0);
-	}
-	ASSERT_EQ(iou_bufring_destroy(r, br), 0);
-	return 0;
+	return streams_close(r, br, N, s, a, b);
 }
 
 /* Four streams, readers of different slowness, one 4-buffer ring. */
