@@ -605,21 +605,28 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* parse_args()'s value when the program should go on and run. */
+#define ARGS_RUN (-1)
+
+/*
+ * The command line into @c: the -c limit and the FILE names (which stay in
+ * @argv).  Return: ARGS_RUN to go on, or the exit status to end with now
+ * (0 after --help or --version, 1 if printing them failed, 2 on a usage
+ * error, its message printed).  Allocates nothing.
+ */
+static int parse_args(int argc, char **argv, struct cat *c)
 {
 	static const struct option longopts[] = { { "bytes", required_argument, NULL, 'c' },
 						  { "help", no_argument, NULL, 'h' },
 						  { "version", no_argument, NULL, OPT_VERSION },
 						  { NULL, 0, NULL, 0 } };
-	struct cat c = { .limit = NO_LIMIT, .out = STDOUT_FILENO, .pipe = { -1, -1 } };
-	sigset_t sigs;
-	int opt, ret;
+	int opt;
 
 	opterr = 0; /* usage errors get one line of ours instead */
 	while ((opt = getopt_long(argc, argv, ":c:hu", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			if (parse_size(optarg, &c.limit) < 0) {
+			if (parse_size(optarg, &c->limit) < 0) {
 				fprintf(stderr, "iou_cat: invalid byte count '%s'\n", optarg);
 				return 2;
 			}
@@ -637,7 +644,12 @@ int main(int argc, char **argv)
 				argv[optind - 1]);
 			return 2;
 		default:
-			if (strncmp(argv[optind - 1], "--", 2) == 0)
+			/*
+			 * optopt is 0 for a long option; argv[optind - 1] is not
+			 * necessarily the bad short option's word ("-xu": optind
+			 * stays on it while its cluster goes on).
+			 */
+			if (!optopt)
 				fprintf(stderr, "iou_cat: bad option '%s' (see --help)\n",
 					argv[optind - 1]);
 			else
@@ -646,8 +658,20 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	c.names = argv + optind;
-	c.nnames = argc - optind;
+	c->names = argv + optind;
+	c->nnames = argc - optind;
+	return ARGS_RUN;
+}
+
+#ifndef IOU_EXAMPLE_NO_MAIN
+int main(int argc, char **argv)
+{
+	struct cat c = { .limit = NO_LIMIT, .out = STDOUT_FILENO, .pipe = { -1, -1 } };
+	sigset_t sigs;
+	int ret;
+
+	if ((ret = parse_args(argc, argv, &c)) != ARGS_RUN)
+		return ret;
 
 	/*
 	 * A closed stdin, stdout or stderr must stay an error, not become the
@@ -711,3 +735,4 @@ int main(int argc, char **argv)
 	free(c.buf[1]);
 	return c.signo ? 128 + c.signo : c.status;
 }
+#endif

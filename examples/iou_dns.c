@@ -495,58 +495,83 @@ static void hand_over(struct program *p, struct slot *s)
 }
 
 /*
- * Hand the assembled line to its slot.  Blank lines are skipped;
- * surrounding white space goes.
+ * What becomes of each name read from standard input: @len bytes at @name
+ * (1 to NAME_CAP, trimmed), @bad if the line was longer than NAME_CAP or
+ * held a NUL byte.  Returns 0 or -errno.
  */
-static int submit_line(struct program *p)
+typedef int name_fn(struct program *p, const char *name, size_t len, bool bad);
+
+/* The program's name_fn: the name goes to the next slot's worker. */
+static int submit_name(struct program *p, const char *name, size_t len, bool bad)
 {
-	char *start = p->line, *end = p->line + p->line_len;
-	bool bad = p->line_long;
 	struct slot *s;
-	size_t len;
 	int ret;
 
-	while (start < end && isspace((unsigned char)*start))
-		start++;
-	while (end > start && isspace((unsigned char)end[-1]))
-		end--;
-	p->line_len = 0;
-	p->line_long = false;
-	if (start == end)
-		return 0;
-	len = (size_t)(end - start);
 	if ((ret = claim_slot(p, &s)) < 0)
 		return ret;
-	memcpy(s->buf, start, len);
+	memcpy(s->buf, name, len);
 	s->buf[len] = '\0';
 	s->name = s->buf;
-	s->bad = bad || memchr(start, '\0', len);
+	s->bad = bad;
 	hand_over(p, s);
 	return 0;
 }
 
-/* Split a chunk of input into lines, submitting each complete one. */
-static int take_input(struct program *p, const char *data, size_t n)
+/*
+ * The line assembled so far is complete: hand its name to @fn.  Blank
+ * lines are skipped; surrounding white space goes (take_input() already
+ * dropped the leading part).
+ */
+static int end_line(struct program *p, name_fn *fn)
+{
+	char *end = p->line + p->line_len;
+	bool bad = p->line_long;
+	size_t len;
+
+	while (end > p->line && isspace((unsigned char)end[-1]))
+		end--;
+	p->line_len = 0;
+	p->line_long = false;
+	len = (size_t)(end - p->line);
+	if (len == 0)
+		return 0;
+	return fn(p, p->line, len, bad || memchr(p->line, '\0', len));
+}
+
+/*
+ * Split a chunk of input into lines, handing each complete one to @fn.  A
+ * line's leading white space is never stored, and past NAME_CAP bytes only
+ * a byte that is not white space makes the line too long: so the cap
+ * applies to the name itself, however much white space surrounds it.
+ */
+static int take_input(struct program *p, const char *data, size_t n, name_fn *fn)
 {
 	while (n > 0) {
 		const char *nl = memchr(data, '\n', n);
-		size_t part = nl ? (size_t)(nl - data) : n, room = NAME_CAP - p->line_len;
+		size_t part = nl ? (size_t)(nl - data) : n, used = part, room;
+		const char *from = data;
 		int ret;
 
-		if (part > room) {
-			p->line_long = true;
-			memcpy(p->line + p->line_len, data, room);
-			p->line_len = NAME_CAP;
-		} else {
-			memcpy(p->line + p->line_len, data, part);
-			p->line_len += part;
+		if (p->line_len == 0) {
+			while (part > 0 && isspace((unsigned char)*from)) {
+				from++;
+				part--;
+			}
 		}
+		room = NAME_CAP - p->line_len;
+		if (part > room) {
+			for (size_t i = room; i < part && !p->line_long; i++)
+				p->line_long = !isspace((unsigned char)from[i]);
+			part = room;
+		}
+		memcpy(p->line + p->line_len, from, part);
+		p->line_len += part;
 		if (!nl)
 			return 0;
-		if ((ret = submit_line(p)) < 0)
+		if ((ret = end_line(p, fn)) < 0)
 			return ret;
-		data = nl + 1;
-		n -= part + 1;
+		data += used + 1;
+		n -= used + 1;
 	}
 	return 0;
 }
@@ -561,12 +586,12 @@ static int feed_stdin(struct program *p)
 		n = p->stdin_closed ? -EBADF : read_some(p->r, STDIN_FILENO, buf, READ_CHUNK);
 		if (n <= 0)
 			break;
-		if ((n = take_input(p, buf, (size_t)n)) < 0)
+		if ((n = take_input(p, buf, (size_t)n, submit_name)) < 0)
 			break;
 	}
 	free(buf);
 	if (n == 0) /* a last line without a newline */
-		n = submit_line(p);
+		n = end_line(p, submit_name);
 	return (int)n;
 }
 
@@ -771,7 +796,18 @@ static void join(struct fiber *f)
 		fiber_join(f, NULL);
 }
 
-int main(int argc, char **argv)
+/* parse_args()'s value when the program should go on and run. */
+#define ARGS_RUN (-1)
+
+/*
+ * The command line into @p (family, names, window size, per-lookup
+ * deadline), the --server list into @servers (SERVERS_CAP bytes, zeroed by
+ * the caller) and the --timeout into *@timeout.  Return: ARGS_RUN to go
+ * on, or the exit status to end with now (0 after --help or --version, 1
+ * if printing them failed, 2 on a usage error, its message printed).
+ * Allocates nothing.
+ */
+static int parse_args(int argc, char **argv, struct program *p, char *servers, double *timeout)
 {
 	static const struct option longopts[] = { { "server", required_argument, NULL, 's' },
 						  { "timeout", required_argument, NULL, 't' },
@@ -779,11 +815,7 @@ int main(int argc, char **argv)
 						  { "help", no_argument, NULL, 'h' },
 						  { "version", no_argument, NULL, OPT_VERSION },
 						  { NULL, 0, NULL, 0 } };
-	static char servers[SERVERS_CAP];
-	struct program p = { .family = AF_UNSPEC, .sigfd = -1 };
-	double timeout = DEFAULT_TIMEOUT;
 	unsigned workers = 0; /* not given */
-	sigset_t sigs;
 	int opt, ret;
 
 	opterr = 0; /* usage errors get one line of ours instead */
@@ -794,7 +826,7 @@ int main(int argc, char **argv)
 				return ret;
 			break;
 		case 't':
-			if ((ret = parse_seconds("--timeout", optarg, &timeout)) != 0)
+			if ((ret = parse_seconds("--timeout", optarg, timeout)) != 0)
 				return ret;
 			break;
 		case 'w':
@@ -803,9 +835,10 @@ int main(int argc, char **argv)
 			break;
 		case '4':
 		case '6':
-			if (p.family != AF_UNSPEC && p.family != (opt == '4' ? AF_INET : AF_INET6))
+			if (p->family != AF_UNSPEC &&
+			    p->family != (opt == '4' ? AF_INET : AF_INET6))
 				return bad_usage("-4 and -6 exclude each other");
-			p.family = opt == '4' ? AF_INET : AF_INET6;
+			p->family = opt == '4' ? AF_INET : AF_INET6;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -822,15 +855,29 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		p.names = argv + optind;
-		p.nnames = (unsigned)(argc - optind);
+		p->names = argv + optind;
+		p->nnames = (unsigned)(argc - optind);
 		if (!workers)
-			workers = p.nnames < ARGS_WINDOW ? p.nnames : ARGS_WINDOW;
+			workers = p->nnames < ARGS_WINDOW ? p->nnames : ARGS_WINDOW;
 	} else if (!workers) {
 		workers = DEFAULT_WORKERS;
 	}
-	p.nslots = workers;
-	p.timeout_ns = timeout > 0 ? llround(timeout * 1e9) : 0;
+	p->nslots = workers;
+	p->timeout_ns = *timeout > 0 ? llround(*timeout * 1e9) : 0;
+	return ARGS_RUN;
+}
+
+#ifndef IOU_EXAMPLE_NO_MAIN
+int main(int argc, char **argv)
+{
+	static char servers[SERVERS_CAP];
+	struct program p = { .family = AF_UNSPEC, .sigfd = -1 };
+	double timeout = DEFAULT_TIMEOUT;
+	sigset_t sigs;
+	int ret;
+
+	if ((ret = parse_args(argc, argv, &p, servers, &timeout)) != ARGS_RUN)
+		return ret;
 
 	/*
 	 * A closed stdin, stdout or stderr must stay an error, not become the
@@ -910,3 +957,4 @@ int main(int argc, char **argv)
 	free(p.out);
 	return p.signo ? 128 + p.signo : p.status;
 }
+#endif

@@ -26,9 +26,16 @@
  *
  * Resource policy, chosen for a server that must outlive its clients:
  * - The soft RLIMIT_NOFILE is raised to the hard limit at start.  At the
- *   limit, iou_accept_each() keeps serving existing connections and refuses
- *   new ones (accepts and closes them at once, using a spare descriptor)
- *   until descriptors free up, waking every 50 ms rather than spinning.
+ *   limit, iou_accept_each_with() keeps serving existing connections and
+ *   refuses new ones (accepts and closes them at once, using a spare
+ *   descriptor) until descriptors free up, waking every 50 ms rather than
+ *   spinning.  A connection whose fiber gets no stack (out of memory) is
+ *   closed the same way.  Either says so on standard error, one line at
+ *   most once a second per thread with the number refused: "iou_port7:
+ *   worker N: refusing connections: REASON; N refused".
+ * - Each worker makes its ring of receive buffers at start, so a server
+ *   short of memory fails then, with one line, rather than later refuse
+ *   every client.
  * - A client that resets or closes ends its fiber's recv or send with an
  *   error or end of file, and the descriptor is closed at once.
  * - An idle client costs one fiber and one descriptor for as long as it
@@ -97,6 +104,7 @@ struct worker {
 	struct conn *conns;		    /* live connections */
 	bool stopping;			    /* no new connection may start */
 	unsigned char *dgram;		    /* the UDP fiber's buffer */
+	struct iou_bufring *ring;	    /* the receive streams' buffers */
 };
 
 static void help(void)
@@ -194,7 +202,7 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 	struct conn c = { .fiber = fiber_self(r) };
 	struct iou_rstream *s = NULL;
 	char *spill = NULL;
-	int on = 1;
+	int on = 1, ret;
 
 	/* Accepted while the worker was being stopped: it missed the cancel. */
 	if (w->stopping) {
@@ -207,8 +215,11 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 	w->conns = &c;
 
 	iou_setsockopt(r, fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-	/* The stream's receive reads into the reactor's ring of buffers. */
-	if (iou_rstream_open(r, fd, NULL, &s) == 0) {
+	/* The stream's receive reads into the worker's ring of buffers. */
+	ret = iou_rstream_open(r, fd, w->ring, &s);
+	if (ret < 0)
+		workers_refused(w->slot, ret, 1, "cannot open a receive stream");
+	if (ret == 0) {
 		for (;;) {
 			const void *data;
 			ssize_t n = iou_rstream_peek(r, s, &data);
@@ -234,11 +245,21 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 	iou_close(r, fd);
 }
 
+/* Connections refused at the descriptor limit or for want of memory: say so. */
+static void refused(struct reactor *r, int err, unsigned n, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)r;
+	workers_refused(w->slot, err, n, NULL);
+}
+
 static void *accept_loop(void *arg)
 {
 	struct worker *w = arg;
-	const struct fiber_options opts = { .stack_size = CONN_STACK, .name = "echo" };
-	int ret = iou_accept_each(w->r, w->tcp, echo_conn, w, &opts);
+	const struct fiber_options fo = { .stack_size = CONN_STACK, .name = "echo" };
+	const struct iou_accept_options opts = { .fiber = &fo, .refused = refused };
+	int ret = iou_accept_each_with(w->r, w->tcp, echo_conn, w, &opts);
 
 	if (ret != -ECANCELED) {
 		workers_fail(w->slot, "accepting TCP connections", ret);
@@ -367,6 +388,7 @@ static int bind_pair(struct worker *w, uint16_t port)
 static int worker_setup(struct worker_slot *s)
 {
 	struct worker *w = s->data;
+	struct reactor_options o;
 	int ret;
 
 	w->r = s->r;
@@ -383,6 +405,16 @@ static int worker_setup(struct worker_slot *s)
 			break;
 		close_sockets(w);
 	}
+	if (ret < 0)
+		return ret;
+	/*
+	 * The ring the reactor would make on the first connection, made now
+	 * (reactor_options_init() reads IOU_BUFRING_COUNT and _SIZE): short of
+	 * memory, the server fails at start rather than serve nobody later.
+	 */
+	s->what = "creating the receive ring";
+	reactor_options_init(&o);
+	ret = iou_bufring_create(w->r, o.bufring_count, o.bufring_size, &w->ring);
 	if (ret < 0)
 		return ret;
 	s->what = "starting a fiber";
@@ -406,17 +438,72 @@ static void worker_finish(struct worker_slot *s)
 	close_sockets(w);
 	free(w->dgram);
 	w->dgram = NULL;
+	/* -EBUSY if fibers were discarded with streams open: the teardown frees it. */
+	if (w->ring)
+		iou_bufring_destroy(w->r, w->ring);
+	w->ring = NULL;
 }
 
 /* ---- main thread ------------------------------------------------------------ */
 
-int main(int argc, char **argv)
+/* parse_args()'s value when the program should go on and run. */
+#define ARGS_RUN (-1)
+
+/*
+ * The command line into @ws (address, port, threads; the caller has set
+ * the defaults).  Return: ARGS_RUN to go on, or the exit status to end
+ * with now (0 after --help, 2 on a usage error, its message printed).
+ * Allocates nothing.
+ */
+static int parse_args(int argc, char **argv, struct workers *ws)
 {
 	static const struct option longopts[] = { { "address", required_argument, NULL, 'a' },
 						  { "port", required_argument, NULL, 'p' },
 						  { "threads", required_argument, NULL, 't' },
 						  { "help", no_argument, NULL, 'h' },
 						  { NULL, 0, NULL, 0 } };
+	const char *address = NULL;
+	unsigned long v;
+	int c;
+
+	opterr = 0; /* one line of our own instead of getopt's message */
+	while ((c = getopt_long(argc, argv, ":a:p:t:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			address = optarg;
+			break;
+		case 'p':
+			if (parse_uint(optarg, 65535, &v) < 0)
+				return bad_usage("port '%s' must be 0..65535", optarg);
+			ws->port = (uint16_t)v;
+			break;
+		case 't':
+			if (parse_uint(optarg, MAX_THREADS, &v) < 0 || v == 0)
+				return bad_usage("threads '%s' must be 1..%d", optarg, MAX_THREADS);
+			ws->n = (unsigned)v;
+			break;
+		case 'h':
+			help();
+			return 0;
+		case ':':
+			return bad_usage("option '%s' needs an argument", argv[optind - 1]);
+		default:
+			if (optopt)
+				return bad_usage("unknown option '-%c'", optopt);
+			return bad_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad_usage("unexpected argument '%s'", argv[optind]);
+	/* Without -a, the default ("::" or 0.0.0.0) always parses. */
+	if (workers_address(ws, address) < 0)
+		return bad_usage("'%s' is not a numeric IPv4 or IPv6 address", address);
+	return ARGS_RUN;
+}
+
+#ifndef IOU_EXAMPLE_NO_MAIN
+int main(int argc, char **argv)
+{
 	static const struct workers_ops ops = {
 		.start = worker_setup,
 		.stop = stop_worker,
@@ -429,43 +516,10 @@ int main(int argc, char **argv)
 		.n = 1,
 	};
 	struct worker *workers;
-	const char *address = NULL;
-	unsigned long v;
-	int c, status;
+	int status;
 
-	opterr = 0; /* one line of our own instead of getopt's message */
-	while ((c = getopt_long(argc, argv, ":a:p:t:h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			address = optarg;
-			break;
-		case 'p':
-			if (parse_uint(optarg, 65535, &v) < 0)
-				return bad_usage("port '%s' must be 0..65535", optarg);
-			ws.port = (uint16_t)v;
-			break;
-		case 't':
-			if (parse_uint(optarg, MAX_THREADS, &v) < 0 || v == 0)
-				return bad_usage("threads '%s' must be 1..%d", optarg, MAX_THREADS);
-			ws.n = (unsigned)v;
-			break;
-		case 'h':
-			help();
-			return 0;
-		case ':':
-			return bad_usage("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			if (optopt)
-				return bad_usage("unknown option '-%c' (try --help)", optopt);
-			return bad_usage("unknown option '%s' (try --help)", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return bad_usage("unexpected argument '%s' (try --help)", argv[optind]);
-	/* Without -a, the default ("::" or 0.0.0.0) always parses. */
-	if (workers_address(&ws, address) < 0)
-		return bad_usage("'%s' is not a numeric IPv4 or IPv6 address", address);
-
+	if ((status = parse_args(argc, argv, &ws)) != ARGS_RUN)
+		return status;
 	workers = calloc(ws.n, sizeof(*workers));
 	if (!workers) {
 		fprintf(stderr, "iou_port7: setting up: %s\n", strerror(ENOMEM));
@@ -479,3 +533,4 @@ int main(int argc, char **argv)
 	free(workers);
 	return status;
 }
+#endif

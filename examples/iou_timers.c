@@ -331,13 +331,21 @@ static int run(struct program *p)
 	return ret;
 }
 
-int main(int argc, char **argv)
+/* parse_args()'s value when the program should go on and run. */
+#define ARGS_RUN (-1)
+
+/*
+ * The command line into @p: --count, and one timer per SECONDS argument
+ * in p->timers (calloc'd: the caller frees it after ARGS_RUN; on any
+ * other return it is NULL).  Return: ARGS_RUN to go on, or the exit status
+ * to end with now (0 after --help, 1 out of memory, 2 on a usage error,
+ * its message printed).
+ */
+static int parse_args(int argc, char **argv, struct program *p)
 {
 	static const struct option longopts[] = { { "count", required_argument, NULL, 'c' },
 						  { "help", no_argument, NULL, 'h' },
 						  { NULL, 0, NULL, 0 } };
-	struct program p = { .sigfd = -1 };
-	sigset_t sigs;
 	int c, ret;
 
 	if ((ret = check_negative_periods(argc, argv)) != 0)
@@ -346,7 +354,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":c:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			if ((ret = parse_count(optarg, &p.count)) != 0)
+			if ((ret = parse_count(optarg, &p->count)) != 0)
 				return ret;
 			break;
 		case 'h':
@@ -362,24 +370,37 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return bad_usage("%s", "no timer periods given (try --help)");
-	p.ntimers = (unsigned)(argc - optind);
-	p.timers = calloc(p.ntimers, sizeof(*p.timers));
-	if (!p.timers) {
+	p->ntimers = (unsigned)(argc - optind);
+	p->timers = calloc(p->ntimers, sizeof(*p->timers));
+	if (!p->timers) {
 		fprintf(stderr, "iou_timers: out of memory\n");
 		return 1;
 	}
-	for (unsigned i = 0; i < p.ntimers; i++) {
-		struct timer *t = &p.timers[i];
+	for (unsigned i = 0; i < p->ntimers; i++) {
+		struct timer *t = &p->timers[i];
 
 		if ((ret = parse_period(argv[optind + (int)i], &t->seconds)) != 0) {
-			free(p.timers);
+			free(p->timers);
+			p->timers = NULL;
 			return ret;
 		}
 		t->period = llround(t->seconds * 1e9);
 		t->fd = -1;
 		t->column = i;
-		t->prog = &p;
+		t->prog = p;
 	}
+	return ARGS_RUN;
+}
+
+#ifndef IOU_EXAMPLE_NO_MAIN
+int main(int argc, char **argv)
+{
+	struct program p = { .sigfd = -1 };
+	sigset_t sigs;
+	int ret;
+
+	if ((ret = parse_args(argc, argv, &p)) != ARGS_RUN)
+		return ret;
 
 	/*
 	 * Signals become events on a signalfd.  They must be blocked before the
@@ -399,6 +420,8 @@ int main(int argc, char **argv)
 	if (!p.r) {
 		ret = reactor_create(NULL, &p.r);
 		fprintf(stderr, "iou_timers: creating the reactor: %s\n", strerror(-ret));
+		close(p.sigfd);
+		free(p.timers);
 		return 1;
 	}
 
@@ -427,3 +450,4 @@ int main(int argc, char **argv)
 	}
 	return 0;
 }
+#endif

@@ -548,9 +548,34 @@ static bool ip_literal(const char *host)
 	return true;
 }
 
-/* ---- main --------------------------------------------------------------- */
+/* What the command line says besides what goes into struct program. */
+struct args {
+	const char *cafile, *certfile, *keyfile;
+	const char *alpn[MAX_ALPN + 1]; /* NULL-terminated, into alpn_args */
+	char *alpn_args[MAX_ALPN + 1];	/* the --alpn values, strdup'd */
+	unsigned nalpn, nargs;
+	double timeout; /* --timeout; set the default before parse_args() */
+};
 
-int main(int argc, char **argv)
+/* Free what parse_args() allocated, whatever it returned. */
+static void free_args(struct args *a)
+{
+	for (unsigned i = 0; i < a->nargs; i++)
+		free(a->alpn_args[i]);
+	a->nargs = 0;
+}
+
+/* parse_args()'s value when the program should go on and run. */
+#define ARGS_RUN (-1)
+
+/*
+ * The command line into @p (target, server name, -v, timeouts) and @a
+ * (files, ALPN; free_args() frees it afterwards, whatever the return).
+ * Return: ARGS_RUN to go on, or the exit status to end with now (0 after
+ * --help or --version, 1 if printing them failed, 2 on a usage error, its
+ * message printed).
+ */
+static int parse_args(int argc, char **argv, struct program *p, struct args *a)
 {
 	static const struct option longopts[] = {
 		{ "cafile", required_argument, NULL, OPT_CAFILE },
@@ -564,25 +589,13 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct program prog;
-	struct program *p = &prog;
-	struct iou_tls_client_options opts;
-	const char *alpn[MAX_ALPN + 1] = { NULL };
-	char *alpn_args[MAX_ALPN + 1];
-	unsigned nalpn = 0, nargs = 0;
-	double timeout = DEFAULT_TIMEOUT;
-	char why[IOU_TLS_REASON_MAX];
-	const char *cafile = NULL, *certfile = NULL, *keyfile = NULL;
-	sigset_t sigs;
 	int opt, ret;
 
-	p->fd = -1;
-	p->sigfd = -1;
 	opterr = 0; /* usage errors get one line of ours instead */
 	while ((opt = getopt_long(argc, argv, ":vh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_CAFILE:
-			cafile = optarg;
+			a->cafile = optarg;
 			break;
 		case OPT_SERVERNAME:
 			if (!*optarg)
@@ -590,68 +603,56 @@ int main(int argc, char **argv)
 			p->servername = optarg;
 			break;
 		case OPT_ALPN:
-			if (nargs == MAX_ALPN)
+			if (a->nargs == MAX_ALPN)
 				return bad_usage("--alpn: more than %d protocols", MAX_ALPN);
-			alpn_args[nargs] = strdup(optarg);
-			if (!alpn_args[nargs])
+			a->alpn_args[a->nargs] = strdup(optarg);
+			if (!a->alpn_args[a->nargs])
 				return bad_usage("out of memory");
-			ret = add_alpn(alpn_args[nargs++], alpn, &nalpn);
+			ret = add_alpn(a->alpn_args[a->nargs++], a->alpn, &a->nalpn);
 			if (ret)
-				goto usage_out;
+				return ret;
 			break;
 		case OPT_TIMEOUT:
-			if ((ret = parse_seconds("--timeout", optarg, &timeout)) != 0)
-				goto usage_out;
+			if ((ret = parse_seconds("--timeout", optarg, &a->timeout)) != 0)
+				return ret;
 			break;
 		case OPT_CERT:
-			certfile = optarg;
+			a->certfile = optarg;
 			break;
 		case OPT_KEY:
-			keyfile = optarg;
+			a->keyfile = optarg;
 			break;
 		case 'v':
 			p->verbose = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
-			ret = fflush(stdout) ? 1 : 0;
-			goto usage_out;
+			return fflush(stdout) ? 1 : 0;
 		case OPT_VERSION:
 			printf("iou_tls (ioucontext) %s\n", IOU_VERSION_STRING);
-			ret = fflush(stdout) ? 1 : 0;
-			goto usage_out;
+			return fflush(stdout) ? 1 : 0;
 		case ':':
-			ret = bad_usage("option '%s' needs an argument", argv[optind - 1]);
-			goto usage_out;
+			return bad_usage("option '%s' needs an argument", argv[optind - 1]);
 		default:
 			if (optopt)
-				ret = bad_usage("unknown option '-%c'", optopt);
-			else
-				ret = bad_usage("unknown option '%s'", argv[optind - 1]);
-			goto usage_out;
+				return bad_usage("unknown option '-%c'", optopt);
+			return bad_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	ret = 2;
-	if (optind == argc) {
-		bad_usage("no HOST given");
-		goto usage_out;
-	}
-	if (argc - optind > 1) {
-		bad_usage("unexpected argument '%s'", argv[optind + 1]);
-		goto usage_out;
-	}
-	if (!certfile != !keyfile) {
-		bad_usage("--cert and --key go together");
-		goto usage_out;
-	}
+	if (optind == argc)
+		return bad_usage("no HOST given");
+	if (argc - optind > 1)
+		return bad_usage("unexpected argument '%s'", argv[optind + 1]);
+	if (!a->certfile != !a->keyfile)
+		return bad_usage("--cert and --key go together");
 	if (parse_target(p, argv[optind]) != 0)
-		goto usage_out;
+		return 2;
 	if (p->servername && ip_literal(p->servername)) {
 		fprintf(stderr,
 			"iou_tls: --servername %s: an IP address cannot be verified (rustls checks DNS "
 			"names only): give the certificate's DNS name\n",
 			p->servername);
-		goto usage_out;
+		return 2;
 	}
 	if (!p->servername) {
 		if (ip_literal(p->host)) {
@@ -659,12 +660,32 @@ int main(int argc, char **argv)
 				"iou_tls: %s: an IP address cannot be verified (rustls checks DNS "
 				"names only): give the certificate's name with --servername\n",
 				p->host);
-			goto usage_out;
+			return 2;
 		}
 		p->servername = p->host;
 	}
-	p->timeout_s = timeout;
-	p->timeout_ns = timeout > 0 ? llround(timeout * 1e9) : 0;
+	p->timeout_s = a->timeout;
+	p->timeout_ns = a->timeout > 0 ? llround(a->timeout * 1e9) : 0;
+	return ARGS_RUN;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+#ifndef IOU_EXAMPLE_NO_MAIN
+int main(int argc, char **argv)
+{
+	static struct program prog;
+	struct program *p = &prog;
+	struct args a = { .timeout = DEFAULT_TIMEOUT };
+	struct iou_tls_client_options opts;
+	char why[IOU_TLS_REASON_MAX];
+	sigset_t sigs;
+	int ret;
+
+	p->fd = -1;
+	p->sigfd = -1;
+	if ((ret = parse_args(argc, argv, p, &a)) != ARGS_RUN)
+		goto usage_out;
 
 	/*
 	 * A closed stdin or stdout must stay an error, not become the next
@@ -683,10 +704,10 @@ int main(int argc, char **argv)
 	}
 
 	iou_tls_client_options_init(&opts);
-	opts.cafile = cafile;
-	opts.certfile = certfile;
-	opts.keyfile = keyfile;
-	opts.alpn = nalpn ? alpn : NULL;
+	opts.cafile = a.cafile;
+	opts.certfile = a.certfile;
+	opts.keyfile = a.keyfile;
+	opts.alpn = a.nalpn ? a.alpn : NULL;
 	why[0] = '\0';
 	ret = iou_tls_client_config_new(&opts, &p->cfg, why, sizeof(why));
 	if (ret < 0) {
@@ -753,7 +774,7 @@ reactor_out:
 config_out:
 	iou_tls_config_free(p->cfg);
 usage_out:
-	for (unsigned i = 0; i < nargs; i++)
-		free(alpn_args[i]);
+	free_args(&a);
 	return ret;
 }
+#endif

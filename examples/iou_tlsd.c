@@ -26,7 +26,10 @@
  *   waiting in the kernel's backlog; one line says so, at most once a
  *   second per thread, with the number refused meanwhile.  The soft
  *   RLIMIT_NOFILE is raised to the hard limit at start; at the descriptor
- *   limit iou_accept_each() refuses the excess the same way.
+ *   limit iou_accept_each_with() refuses the excess the same way, as it
+ *   does a connection whose fiber gets no stack (out of memory), and says
+ *   so at most once a second per thread, -q or not: "iou_tlsd: worker N:
+ *   refusing connections: REASON; N refused".
  * - A client that sends garbage or plaintext, resets, closes mid-handshake
  *   or times out is dropped and logged in one line on standard error:
  *   "iou_tlsd: ADDR:PORT: handshake failed: REASON".  -q silences these
@@ -87,7 +90,7 @@
  * twice the wake-ups of the client).
  */
 #define ECHO_BUFFER 32768
-/* How long a close_notify may take, at the end of a session or at a stop. */
+/* How long a close_notify may take at a stop or after an idle timeout. */
 #define FAREWELL (1 * IOU_SEC)
 /* At a stop: how often reads are interrupted again, and when to give up. */
 #define KICK_INTERVAL (100 * IOU_MSEC)
@@ -323,8 +326,17 @@ static void echo(struct worker *w, struct conn *c, struct iou_tls *t)
 		n = iou_tls_read(t, buf, sizeof(buf));
 		c->reading = false;
 		if (n == 0) {
-			/* The client's close_notify: answer it. */
-			farewell(r, t);
+			/*
+			 * The client's close_notify: answer it.  The answer
+			 * queues behind the echoes the client has yet to read,
+			 * so it gets as long as any echo (--idle-timeout), not
+			 * the FAREWELL of a stop.  Other failures only mean
+			 * that the client has gone.
+			 */
+			set_deadline(r, srv->idle_ns);
+			if (iou_tls_shutdown(t) == -ETIMEDOUT && !srv->quiet)
+				log_line(r, "iou_tlsd: %s: not reading its echo for %g s: closing",
+					 c->peer, srv->idle_s);
 			return;
 		}
 		if (n == -ECANCELED && w->stopping && !fiber_cancelled(r)) {
@@ -434,11 +446,21 @@ out:
 		fiber_unpark(w->stopper);
 }
 
+/* Connections refused at the descriptor limit or for want of memory: say so. */
+static void refused(struct reactor *r, int err, unsigned n, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)r;
+	workers_refused(w->slot, err, n, NULL);
+}
+
 static void *accept_loop(void *arg)
 {
 	struct worker *w = arg;
-	const struct fiber_options opts = { .name = "tls" };
-	int ret = iou_accept_each(w->r, w->lfd, serve_conn, w, &opts);
+	const struct fiber_options fo = { .name = "tls" };
+	const struct iou_accept_options opts = { .fiber = &fo, .refused = refused };
+	int ret = iou_accept_each_with(w->r, w->lfd, serve_conn, w, &opts);
 
 	if (ret != -ECANCELED) {
 		workers_fail(w->slot, "accepting connections", ret);
@@ -587,7 +609,33 @@ static void worker_finish(struct worker_slot *s)
 
 /* ---- main thread ------------------------------------------------------------ */
 
-int main(int argc, char **argv)
+/* What the command line says besides what goes into struct server. */
+struct args {
+	const char *certfile, *keyfile, *client_ca;
+	const char *alpn[MAX_ALPN + 1]; /* NULL-terminated, into alpn_args */
+	char *alpn_args[MAX_ALPN + 1];	/* the --alpn values, strdup'd */
+	unsigned nalpn, nargs;
+};
+
+/* Free what parse_args() allocated, whatever it returned. */
+static void free_args(struct args *a)
+{
+	for (unsigned i = 0; i < a->nargs; i++)
+		free(a->alpn_args[i]);
+	a->nargs = 0;
+}
+
+/* parse_args()'s value when the program should go on and run. */
+#define ARGS_RUN (-1)
+
+/*
+ * The command line into @srv (address, port, threads, limits, -q, -v) and
+ * @a (files, ALPN; free_args() frees it afterwards, whatever the return).
+ * Return: ARGS_RUN to go on, or the exit status to end with now (0 after
+ * --help or --version, 1 if printing them failed, 2 on a usage error, its
+ * message printed).
+ */
+static int parse_args(int argc, char **argv, struct server *srv, struct args *a)
 {
 	static const struct option longopts[] = {
 		{ "cert", required_argument, NULL, OPT_CERT },
@@ -606,133 +654,123 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *address = NULL;
+	double handshake_s = DEFAULT_HANDSHAKE_TIMEOUT, idle_s = DEFAULT_IDLE_TIMEOUT;
+	unsigned long v;
+	int c;
+
+	srv->ws.port = DEFAULT_PORT;
+	srv->ws.n = 1;
+	srv->max_conns = DEFAULT_MAX_CONNS;
+	opterr = 0; /* one line of our own instead of getopt's message */
+	while ((c = getopt_long(argc, argv, ":a:p:t:qvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_CERT:
+			a->certfile = optarg;
+			break;
+		case OPT_KEY:
+			a->keyfile = optarg;
+			break;
+		case 'a':
+			address = optarg;
+			break;
+		case 'p':
+			if (parse_uint(optarg, 65535, &v) < 0)
+				return bad_usage("port '%s' must be 0..65535", optarg);
+			srv->ws.port = (uint16_t)v;
+			break;
+		case 't':
+			if (parse_uint(optarg, MAX_THREADS, &v) < 0 || v == 0)
+				return bad_usage("threads '%s' must be 1..%d", optarg, MAX_THREADS);
+			srv->ws.n = (unsigned)v;
+			break;
+		case OPT_HANDSHAKE_TIMEOUT:
+			if (parse_seconds("--handshake-timeout", optarg, &handshake_s))
+				return 2;
+			break;
+		case OPT_IDLE_TIMEOUT:
+			if (parse_seconds("--idle-timeout", optarg, &idle_s))
+				return 2;
+			break;
+		case OPT_MAX_CONNS:
+			if (parse_uint(optarg, MAX_MAX_CONNS, &v) < 0 || v == 0)
+				return bad_usage("--max-conns '%s' must be 1..%d", optarg,
+						 MAX_MAX_CONNS);
+			srv->max_conns = v;
+			break;
+		case OPT_ALPN:
+			if (a->nargs == MAX_ALPN)
+				return bad_usage("--alpn: more than %d protocols", MAX_ALPN);
+			a->alpn_args[a->nargs] = strdup(optarg);
+			if (!a->alpn_args[a->nargs])
+				return bad_usage("out of memory");
+			if (add_alpn(a->alpn_args[a->nargs++], a->alpn, &a->nalpn))
+				return 2;
+			break;
+		case OPT_CLIENT_CA:
+			a->client_ca = optarg;
+			break;
+		case 'q':
+			srv->quiet = true;
+			break;
+		case 'v':
+			srv->verbose = true;
+			break;
+		case 'h':
+			help();
+			return fflush(stdout) ? 1 : 0;
+		case OPT_VERSION:
+			printf("iou_tlsd (ioucontext) %s\n", IOU_VERSION_STRING);
+			return fflush(stdout) ? 1 : 0;
+		case ':':
+			return bad_usage("option '%s' needs an argument", argv[optind - 1]);
+		default:
+			if (optopt)
+				return bad_usage("unknown option '-%c'", optopt);
+			return bad_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad_usage("unexpected argument '%s'", argv[optind]);
+	if (!a->certfile || !a->keyfile)
+		return bad_usage("--cert FILE and --key FILE are required");
+	if (srv->quiet && srv->verbose)
+		return bad_usage("-q and -v exclude each other");
+	/* Without -a, the default ("::" or 0.0.0.0) always parses. */
+	if (workers_address(&srv->ws, address) < 0)
+		return bad_usage("'%s' is not a numeric IPv4 or IPv6 address", address);
+	srv->handshake_s = handshake_s;
+	srv->handshake_ns = handshake_s > 0 ? llround(handshake_s * 1e9) : 0;
+	srv->idle_s = idle_s;
+	srv->idle_ns = idle_s > 0 ? llround(idle_s * 1e9) : 0;
+	return ARGS_RUN;
+}
+
+#ifndef IOU_EXAMPLE_NO_MAIN
+int main(int argc, char **argv)
+{
 	static const struct workers_ops ops = {
 		.start = worker_setup,
 		.stop = stop_worker,
 		.finish = worker_finish,
 	};
 	static struct server srv;
+	struct args a = { .nargs = 0 };
 	struct iou_tls_server_options opts;
-	const char *alpn[MAX_ALPN + 1] = { NULL };
-	char *alpn_args[MAX_ALPN + 1];
-	unsigned nalpn = 0, nargs = 0;
-	const char *address = NULL, *certfile = NULL, *keyfile = NULL, *client_ca = NULL;
-	double handshake_s = DEFAULT_HANDSHAKE_TIMEOUT, idle_s = DEFAULT_IDLE_TIMEOUT;
 	char why[IOU_TLS_REASON_MAX];
-	unsigned long v;
-	int c, status = 2;
+	int c, status;
 
 	srv.ws.ops = &ops;
 	srv.ws.proto = "tls";
-	srv.ws.port = DEFAULT_PORT;
-	srv.ws.n = 1;
-	srv.max_conns = DEFAULT_MAX_CONNS;
-	opterr = 0; /* one line of our own instead of getopt's message */
-	while ((c = getopt_long(argc, argv, ":a:p:t:qvh", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_CERT:
-			certfile = optarg;
-			break;
-		case OPT_KEY:
-			keyfile = optarg;
-			break;
-		case 'a':
-			address = optarg;
-			break;
-		case 'p':
-			if (parse_uint(optarg, 65535, &v) < 0) {
-				bad_usage("port '%s' must be 0..65535", optarg);
-				goto out;
-			}
-			srv.ws.port = (uint16_t)v;
-			break;
-		case 't':
-			if (parse_uint(optarg, MAX_THREADS, &v) < 0 || v == 0) {
-				bad_usage("threads '%s' must be 1..%d", optarg, MAX_THREADS);
-				goto out;
-			}
-			srv.ws.n = (unsigned)v;
-			break;
-		case OPT_HANDSHAKE_TIMEOUT:
-			if (parse_seconds("--handshake-timeout", optarg, &handshake_s))
-				goto out;
-			break;
-		case OPT_IDLE_TIMEOUT:
-			if (parse_seconds("--idle-timeout", optarg, &idle_s))
-				goto out;
-			break;
-		case OPT_MAX_CONNS:
-			if (parse_uint(optarg, MAX_MAX_CONNS, &v) < 0 || v == 0) {
-				bad_usage("--max-conns '%s' must be 1..%d", optarg, MAX_MAX_CONNS);
-				goto out;
-			}
-			srv.max_conns = v;
-			break;
-		case OPT_ALPN:
-			if (nargs == MAX_ALPN) {
-				bad_usage("--alpn: more than %d protocols", MAX_ALPN);
-				goto out;
-			}
-			alpn_args[nargs] = strdup(optarg);
-			if (!alpn_args[nargs] || add_alpn(alpn_args[nargs++], alpn, &nalpn))
-				goto out;
-			break;
-		case OPT_CLIENT_CA:
-			client_ca = optarg;
-			break;
-		case 'q':
-			srv.quiet = true;
-			break;
-		case 'v':
-			srv.verbose = true;
-			break;
-		case 'h':
-			help();
-			status = fflush(stdout) ? 1 : 0;
-			goto out;
-		case OPT_VERSION:
-			printf("iou_tlsd (ioucontext) %s\n", IOU_VERSION_STRING);
-			status = fflush(stdout) ? 1 : 0;
-			goto out;
-		case ':':
-			bad_usage("option '%s' needs an argument", argv[optind - 1]);
-			goto out;
-		default:
-			if (optopt)
-				bad_usage("unknown option '-%c'", optopt);
-			else
-				bad_usage("unknown option '%s'", argv[optind - 1]);
-			goto out;
-		}
-	}
-	if (optind < argc) {
-		bad_usage("unexpected argument '%s'", argv[optind]);
+	if ((status = parse_args(argc, argv, &srv, &a)) != ARGS_RUN)
 		goto out;
-	}
-	if (!certfile || !keyfile) {
-		bad_usage("--cert FILE and --key FILE are required");
-		goto out;
-	}
-	if (srv.quiet && srv.verbose) {
-		bad_usage("-q and -v exclude each other");
-		goto out;
-	}
-	/* Without -a, the default ("::" or 0.0.0.0) always parses. */
-	if (workers_address(&srv.ws, address) < 0) {
-		bad_usage("'%s' is not a numeric IPv4 or IPv6 address", address);
-		goto out;
-	}
-	srv.handshake_s = handshake_s;
-	srv.handshake_ns = handshake_s > 0 ? llround(handshake_s * 1e9) : 0;
-	srv.idle_s = idle_s;
-	srv.idle_ns = idle_s > 0 ? llround(idle_s * 1e9) : 0;
 
 	status = 1;
 	iou_tls_server_options_init(&opts);
-	opts.certfile = certfile;
-	opts.keyfile = keyfile;
-	opts.client_cafile = client_ca;
-	opts.alpn = nalpn ? alpn : NULL;
+	opts.certfile = a.certfile;
+	opts.keyfile = a.keyfile;
+	opts.client_cafile = a.client_ca;
+	opts.alpn = a.nalpn ? a.alpn : NULL;
 	why[0] = '\0';
 	c = iou_tls_server_config_new(&opts, &srv.cfg, why, sizeof(why));
 	if (c < 0) {
@@ -759,7 +797,7 @@ int main(int argc, char **argv)
 out:
 	free(srv.workers);
 	iou_tls_config_free(srv.cfg);
-	for (unsigned i = 0; i < nargs; i++)
-		free(alpn_args[i]);
+	free_args(&a);
 	return status;
 }
+#endif

@@ -76,6 +76,8 @@ struct worker_slot {
 	int error;	    /* run time: that -errno, 0 if none */
 	struct fiber *fibers[WORKERS_FIBERS]; /* workers_spawn()'s, joined at the end */
 	unsigned nfibers;
+	int64_t refused_at;	     /* run time: when refusals were last logged */
+	unsigned long refused_quiet; /* refused since then, not yet logged */
 };
 
 /* What the example plugs in.  Each hook runs on the worker's own thread. */
@@ -259,6 +261,41 @@ static inline void workers_stop(struct workers *ws)
 			fprintf(stderr, EXAMPLE_NAME ": asking worker %u to stop: %s\n", i,
 				iou_strerror(ret));
 	}
+}
+
+/*
+ * Connections worker @s refused: @n for error @err, either in the accept
+ * loop (iou_accept_each_with()'s callback, which the example forwards with
+ * @why NULL: at the descriptor limit or without memory for a connection
+ * fiber), or in a connection's fiber (@why says what failed).  One line on
+ * standard error, at most once a second per worker, counting the refusals
+ * since the last line.  Never suspends (a plain write(2)).
+ */
+static inline void workers_refused(struct worker_slot *s, int err, unsigned n, const char *why)
+{
+	int64_t t = iou_now();
+	char line[256], limit[64] = "";
+	struct rlimit rl;
+	int len;
+
+	s->refused_quiet += n;
+	if (!s->refused_quiet || (s->refused_at && t - s->refused_at < IOU_SEC))
+		return;
+	if (why)
+		snprintf(limit, sizeof(limit), " (%s)", why);
+	else if (err == -EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		snprintf(limit, sizeof(limit), " (descriptor limit %llu)",
+			 (unsigned long long)rl.rlim_cur);
+	else if (err == -ENOMEM)
+		snprintf(limit, sizeof(limit), " (no memory for a connection fiber)");
+	len = snprintf(line, sizeof(line),
+		       EXAMPLE_NAME ": worker %u: refusing connections: %s%s; %lu refused\n",
+		       s->index, iou_strerror(err), limit, s->refused_quiet);
+	if (len > 0 && write(STDERR_FILENO, line, (size_t)len) < 0) {
+		/* Nowhere left to say it. */
+	}
+	s->refused_at = t;
+	s->refused_quiet = 0;
 }
 
 /* A member's fatal error, posted to main. */

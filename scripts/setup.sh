@@ -29,6 +29,9 @@ PACKAGES=(
 	gnuplot-nox
 	man-db
 	groff-base
+	clang-14
+	libclang-rt-14-dev
+	llvm-14
 )
 
 # libioucontext-tls builds its Rust shim with cargo: any cargo on PATH (or

@@ -50,6 +50,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <threads.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ioucontext/dns.h>
@@ -785,6 +786,11 @@ static int test_bad_arguments(void)
 	ASSERT_EQ(iou_dns_lookup(NULL, "www.test", NULL, NULL, &ai), -EINVAL);
 	ASSERT_PTR_EQ(ai, NULL);
 	iou_dns_freeaddrinfo(NULL);
+	/* A family that is neither AF_UNSPEC, AF_INET nor AF_INET6: no query. */
+	ASSERT_EQ(lookup(r, "www.test", NULL, AF_UNIX, SOCK_STREAM, 0, &ai), -EAFNOSUPPORT);
+	ASSERT_PTR_EQ(ai, NULL);
+	ASSERT_EQ(lookup(r, "127.0.0.1", NULL, AF_UNIX, SOCK_STREAM, 0, &ai), -EAFNOSUPPORT);
+	ASSERT_PTR_EQ(ai, NULL);
 
 	memset(&s4, 0, sizeof(s4));
 	s4.sin_family = AF_INET;
@@ -1269,6 +1275,7 @@ static struct {
 	int bad;	    /* wrong answers */
 	bool over;	    /* all returned: the ticker stops */
 	int64_t max_late;   /* the ticker's worst lateness */
+	int64_t max_busy;   /* the most CPU the thread spent in one of its sleeps */
 	int64_t ticks;	    /* ticks it made */
 	int64_t first_tick; /* when it started */
 	int64_t slowest;    /* the longest lookup, its wait for a turn included */
@@ -1300,19 +1307,35 @@ static void *storm_lookup(void *arg)
 	return NULL;
 }
 
-/* Ticks every millisecond and records how late it wakes. */
+/* The calling thread's CPU time, in nanoseconds. */
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * IOU_SEC + ts.tv_nsec;
+}
+
+/*
+ * Ticks every millisecond and records how late it wakes, and how much CPU
+ * the thread spent on other fibers meanwhile: the part of the lateness the
+ * reactor is answerable for, whatever else the machine is running.
+ */
 static void *storm_ticker(void *arg)
 {
 	(void)arg;
 	storm.first_tick = iou_now();
 	while (!storm.over) {
-		int64_t t0 = iou_now(), late;
+		int64_t t0 = iou_now(), c0 = thread_cpu_ns(), late, busy;
 
 		if (fiber_sleep(storm.r, IOU_MSEC))
 			break;
 		late = iou_now() - t0 - IOU_MSEC;
+		busy = thread_cpu_ns() - c0;
 		if (late > storm.max_late)
 			storm.max_late = late;
+		if (busy > storm.max_busy)
+			storm.max_busy = busy;
 		storm.ticks++;
 	}
 	return NULL;
@@ -1346,15 +1369,21 @@ static int test_storm(void)
 	printf("# storm: %d lookups from %d fibers in %.0f ms (%.0f/s), %d wrong, slowest %.1f ms\n",
 	       storm.done, n, ms, storm.done / (ms / 1000.0), storm.bad,
 	       (double)storm.slowest / (double)IOU_MSEC);
-	printf("# storm: 1 ms ticker from %.0f ms on made %lld ticks, max lateness %.3f ms "
-	       "(bound %lld ms)\n",
+	printf("# storm: 1 ms ticker from %.0f ms on made %lld ticks, max lateness %.3f ms, "
+	       "max CPU spent on others during one tick %.3f ms (bound %lld ms)\n",
 	       (double)(storm.first_tick - t0) / (double)IOU_MSEC, (long long)storm.ticks,
-	       (double)storm.max_late / (double)IOU_MSEC, (long long)(bound / IOU_MSEC));
+	       (double)storm.max_late / (double)IOU_MSEC,
+	       (double)storm.max_busy / (double)IOU_MSEC, (long long)(bound / IOU_MSEC));
 	ASSERT_EQ(storm.done, n);
 	ASSERT_EQ(fiber_join(ticker, NULL), 0);
 	ASSERT_EQ(storm.bad, 0);
 	ASSERT_GT(storm.ticks, 0);
-	ASSERT_LT(storm.max_late, bound);
+	/*
+	 * The reactor must share the thread: the ticker waits for at most
+	 * @bound of the thread's CPU spent on lookups.  Its wall-clock lateness
+	 * is printed only: a loaded machine adds to it what no reactor controls.
+	 */
+	ASSERT_LT(storm.max_busy, bound);
 	return 0;
 }
 
@@ -1967,6 +1996,52 @@ static int test_timeouts_after_reopen(void)
 	return run_in_fiber(reopen_body);
 }
 
+/*
+ * iou_dns_close() forgets the configuration: the next lookup's resolver has
+ * the defaults.  Told apart by the hosts file, which the configuration
+ * turns off: a name /etc/hosts has then goes to the silent server and times
+ * out, and after the close is answered from the file (no query leaves).
+ */
+static int close_defaults_body(struct reactor *r)
+{
+	struct iou_dns_options o;
+	struct addrinfo *ai = NULL;
+	char servers[32], name[NI_MAXHOST], addr[INET_ADDRSTRLEN];
+	int port, silent, ret;
+
+	if (!etc_hosts_entry(name, sizeof(name), addr, sizeof(addr))) {
+		printf("# /etc/hosts names no IPv4 host but localhost: skipping\n");
+		return TEST_SKIP;
+	}
+	silent = udp_socket(&port);
+	ASSERT_GE(silent, 0);
+	snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
+	iou_dns_options_init(&o);
+	o.servers = servers;
+	o.search = false;
+	o.hosts_file = false;
+	o.timeout_ms = 100;
+	o.tries = 1;
+	ASSERT_EQ(iou_dns_configure(r, &o), 0);
+	ret = lookup(r, name, NULL, AF_INET, SOCK_STREAM, 0, &ai);
+	iou_dns_freeaddrinfo(ai);
+	EXPECT_EQ(ret, IOU_EDNS_TIMEOUT);
+	ASSERT_EQ(iou_dns_close(r), 0);
+	ret = lookup(r, name, NULL, AF_INET, SOCK_STREAM, 0, &ai);
+	printf("# %s after iou_dns_close: %s (defaults: from /etc/hosts)\n", name, code_name(ret));
+	EXPECT_EQ(ret, 0);
+	EXPECT_TRUE(ret || ai_is(ai, addr));
+	iou_dns_freeaddrinfo(ai);
+	ASSERT_EQ(iou_dns_close(r), 0);
+	close(silent);
+	return 0;
+}
+
+static int test_close_restores_defaults(void)
+{
+	return run_in_fiber(close_defaults_body);
+}
+
 /* What the teardown thread saw. */
 static struct {
 	bool destroy;  /* reactor_destroy(), or leave it to thread exit */
@@ -2086,5 +2161,6 @@ TEST_MAIN(T(test_strerror), T(test_bad_arguments), T(test_records),
 	  T(test_outside_fiber), T(test_deadline), T(test_deadline_outside_fiber),
 	  T(test_resolver_timeout), T(test_hostile_servers), T(test_cancel),
 	  T(test_close_with_lookups_pending), T(test_timeouts_after_reopen),
+	  T(test_close_restores_defaults),
 	  T(test_teardown_with_lookups_pending), T(test_storm),
 	  T(test_descriptors_back_to_baseline))

@@ -2,13 +2,15 @@
 /*
  * Fiber tests: spawn, join, detach, yield and self ordering (asserting order,
  * never durations); results through join; join from inside and outside a
- * fiber; misuse errors; names and ids; stack sizes; pooled stack reuse; and
+ * fiber; misuse errors (another thread's fiber or reactor: -EPERM for every
+ * call); names and ids; stack sizes; pooled stack reuse; and
  * 100,000 fibers spawned and joined.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <threads.h>
 
 #include <ioucontext/ioucontext.h>
 
@@ -184,6 +186,84 @@ static int test_self_and_join_errors(void)
 	ASSERT_EQ(fiber_spawn(r, second_joiner, target, NULL), 0);
 	ASSERT_EQ(reactor_run(r), 0);
 	ASSERT_EQ(double_join_rc, -EINVAL);
+	return 0;
+}
+
+/* What another thread gets from each call on this thread's fiber and reactor. */
+struct foreign {
+	struct reactor *r;
+	struct fiber *f;
+	int join, detach, cancel, unpark, spawn, yield, sleep0, sleep, sleep_until, park;
+};
+
+static int foreign_calls(void *arg)
+{
+	struct foreign *x = arg;
+
+	x->join = fiber_join(x->f, NULL);
+	x->detach = fiber_detach(x->f);
+	x->cancel = fiber_cancel(x->f);
+	x->unpark = fiber_unpark(x->f);
+	x->spawn = fiber_spawn(x->r, quick, NULL, NULL);
+	x->yield = fiber_yield(x->r);
+	x->sleep0 = fiber_sleep(x->r, 0);
+	x->sleep = fiber_sleep(x->r, IOU_MSEC);
+	x->sleep_until = fiber_sleep_until(x->r, 0);
+	x->park = fiber_park(x->r, 0);
+	return 0;
+}
+
+static void *cancelled_sleeps(void *arg)
+{
+	struct reactor *r = reactor_current();
+	int *rc = arg;
+
+	fiber_cancel(fiber_self(r));
+	rc[0] = fiber_sleep(r, 0);
+	rc[1] = fiber_sleep(r, -1);
+	rc[2] = fiber_sleep_until(r, 0);
+	rc[3] = fiber_sleep(r, IOU_SEC);
+	return NULL;
+}
+
+/*
+ * Another thread's fiber is -EPERM for every call, the same for all of
+ * them and touching nothing; a zero sleep checks as a real one does.
+ */
+static int test_other_threads_fiber_is_eperm(void)
+{
+	struct reactor *r = reactor_get();
+	struct foreign x = { .r = r };
+	int rc[4] = { 1, 1, 1, 1 };
+	thrd_t t;
+
+	ntrace = 0;
+	ASSERT_EQ(fiber_spawn(r, quick, (void *)(intptr_t)'p', &x.f), 0);
+	ASSERT_EQ(thrd_create(&t, foreign_calls, &x), thrd_success);
+	ASSERT_EQ(thrd_join(t, NULL), thrd_success);
+	ASSERT_EQ(x.join, -EPERM);
+	ASSERT_EQ(x.detach, -EPERM);
+	ASSERT_EQ(x.cancel, -EPERM);
+	ASSERT_EQ(x.unpark, -EPERM);
+	ASSERT_EQ(x.spawn, -EPERM);
+	ASSERT_EQ(x.yield, -EPERM);
+	ASSERT_EQ(x.sleep0, -EPERM);
+	ASSERT_EQ(x.sleep, -EPERM);
+	ASSERT_EQ(x.sleep_until, -EPERM);
+	ASSERT_EQ(x.park, -EPERM);
+	/* Nothing was touched: the fiber runs, uncancelled, and joins. */
+	ASSERT_EQ(reactor_run(r), 0);
+	ASSERT_STREQ(trace, "p");
+	ASSERT_EQ(fiber_join(x.f, NULL), 0);
+
+	ASSERT_EQ(fiber_sleep(NULL, 0), -EINVAL);
+	ASSERT_EQ(fiber_sleep(r, 0), 0);
+	ASSERT_EQ(fiber_spawn(r, cancelled_sleeps, rc, NULL), 0);
+	ASSERT_EQ(reactor_run(r), 0);
+	ASSERT_EQ(rc[0], -ECANCELED);
+	ASSERT_EQ(rc[1], -ECANCELED);
+	ASSERT_EQ(rc[2], -ECANCELED);
+	ASSERT_EQ(rc[3], -ECANCELED);
 	return 0;
 }
 
@@ -366,6 +446,6 @@ static int test_yield_outside_fiber_runs_one_round(void)
 
 TEST_MAIN(T(test_yield_round_robin), T(test_join_from_fiber_waits), T(test_join_from_main_drives),
 	  T(test_join_after_finish_and_detach), T(test_self_and_join_errors),
-	  T(test_ids_names_and_stack_sizes), T(test_large_stack), T(test_pool_reuse),
-	  T(test_hundred_thousand_fibers), T(test_spawn_tree),
-	  T(test_yield_outside_fiber_runs_one_round))
+	  T(test_other_threads_fiber_is_eperm), T(test_ids_names_and_stack_sizes),
+	  T(test_large_stack), T(test_pool_reuse), T(test_hundred_thousand_fibers),
+	  T(test_spawn_tree), T(test_yield_outside_fiber_runs_one_round))

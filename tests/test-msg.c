@@ -172,6 +172,16 @@ static void counted_back(struct reactor *r, void *arg, int status)
 	atomic_fetch_add(status < 0 ? &back_tally.refused : &back_tally.ran, 1);
 }
 
+/* A posted callback runs inside the reactor's own driving: it cannot run it again. */
+static int run_from_callback_rc = 1;
+
+static void run_from_callback(struct reactor *r, void *arg, int status)
+{
+	(void)arg;
+	if (status == 0)
+		run_from_callback_rc = reactor_run(r);
+}
+
 static int post_to_self(void)
 {
 	struct reactor *r = reactor_get();
@@ -189,6 +199,9 @@ static int post_to_self(void)
 	ASSERT_EQ(fiber_yield(r), 0);
 	ASSERT_EQ(atomic_load(&tally.ran), 10);
 	ASSERT_EQ(atomic_load(&tally.bad_order), 0);
+	ASSERT_EQ(reactor_post(r, me, run_from_callback, NULL), 0);
+	ASSERT_EQ(fiber_yield(r), 0);
+	ASSERT_EQ(run_from_callback_rc, -EBUSY);
 	reactor_ref_put(me);
 	ASSERT_NO_FIBER_FAILURES();
 	ASSERT_EQ(reactor_destroy(r), 0);

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <string.h>
 #include <threads.h>
 
 #include <ioucontext/ioucontext.h>
@@ -170,5 +171,42 @@ static int test_strerror(void)
 	return 0;
 }
 
+static const char *other_thread_text;
+
+static int strerror_other_thread(void *arg)
+{
+	(void)arg;
+	other_thread_text = iou_strerror(-4000);
+	/* Known codes need no buffer: this one leaves the unknown text alone. */
+	if (strcmp(iou_strerror(-ENOENT), "No such file or directory"))
+		return 1;
+	return strcmp(other_thread_text, "Unknown error -4000") != 0;
+}
+
+/*
+ * The documented lifetimes: known codes are the same constant every time,
+ * in every thread; an unknown code's text is the calling thread's own and
+ * stays as it was until that thread's next call.
+ */
+static int test_strerror_lifetime(void)
+{
+	const char *known = iou_strerror(-EPIPE), *mine;
+	thrd_t t;
+	int rc = -1;
+
+	mine = iou_strerror(-4095);
+	ASSERT_STREQ(mine, "Unknown error -4095");
+	ASSERT_EQ(thrd_create(&t, strerror_other_thread, NULL), thrd_success);
+	ASSERT_EQ(thrd_join(t, &rc), thrd_success);
+	ASSERT_EQ(rc, 0);
+	ASSERT_TRUE(other_thread_text != mine);
+	ASSERT_STREQ(mine, "Unknown error -4095"); /* another thread's calls left it */
+	ASSERT_PTR_EQ(iou_strerror(-EPIPE), known);
+	ASSERT_STREQ(mine, "Unknown error -4095");
+	ASSERT_PTR_EQ(iou_strerror(99999), mine); /* the next unknown reuses it */
+	ASSERT_STREQ(mine, "Unknown error 99999");
+	return 0;
+}
+
 TEST_MAIN(T(test_park_and_unpark), T(test_unpark_order_is_wake_order), T(test_ext_slots),
-	  T(test_strerror))
+	  T(test_strerror), T(test_strerror_lifetime))

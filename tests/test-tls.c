@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <threads.h>
 #include <unistd.h>
 
 #include <ioucontext/ioucontext.h>
@@ -382,6 +383,17 @@ static int test_insecure_accepts_anything(void)
 	ASSERT_EQ(cl.hs, 0);
 	ASSERT_EQ(sv.hs, 0);
 	pair_end(&cl, &sv);
+	/* Nothing is verified, so an IP address is an acceptable name here. */
+	{
+		struct iou_tls *t = NULL;
+		int fds[2];
+
+		ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+		ASSERT_EQ(iou_tls_client_new(reactor_get(), cl.cfg, fds[0], "127.0.0.1", &t), 0);
+		iou_tls_close(t);
+		close(fds[0]);
+		close(fds[1]);
+	}
 	iou_tls_config_free(cl.cfg);
 	iou_tls_config_free(sv.cfg);
 	return 0;
@@ -905,6 +917,25 @@ static void echo_once(struct side *s)
 	FIBER_CHECK(iou_tls_shutdown(s->t) == 0);
 }
 
+/* Every connection call from a thread other than the connection's. */
+struct foreign_tls {
+	struct iou_tls *t;
+	int handshake, read, write, flush, shutdown;
+};
+
+static int foreign_tls_main(void *arg)
+{
+	struct foreign_tls *x = arg;
+	char b[8];
+
+	x->handshake = iou_tls_handshake(x->t);
+	x->read = (int)iou_tls_read(x->t, b, sizeof(b));
+	x->write = (int)iou_tls_write(x->t, "x", 1);
+	x->flush = iou_tls_flush(x->t);
+	x->shutdown = iou_tls_shutdown(x->t);
+	return 0;
+}
+
 static int test_from_thread_context(void)
 {
 	struct reactor *r = reactor_get();
@@ -919,6 +950,19 @@ static int test_from_thread_context(void)
 	sv.fd = fds[1];
 	ASSERT_EQ(fiber_spawn(r, side_main, &sv, NULL), 0);
 	ASSERT_EQ(iou_tls_client_new(r, cc, fds[0], "localhost", &t), 0);
+	/* Another thread is refused and changes nothing: the handshake still works. */
+	{
+		struct foreign_tls x = { .t = t };
+		thrd_t th;
+
+		ASSERT_EQ(thrd_create(&th, foreign_tls_main, &x), thrd_success);
+		ASSERT_EQ(thrd_join(th, NULL), thrd_success);
+		ASSERT_EQ(x.handshake, -EPERM);
+		ASSERT_EQ(x.read, -EPERM);
+		ASSERT_EQ(x.write, -EPERM);
+		ASSERT_EQ(x.flush, -EPERM);
+		ASSERT_EQ(x.shutdown, -EPERM);
+	}
 	ASSERT_EQ(iou_tls_handshake(t), 0);
 	ASSERT_EQ(iou_tls_write(t, "ping", 4), 4);
 	ASSERT_EQ(iou_tls_read(t, b, sizeof(b)), 4);

@@ -48,7 +48,8 @@ fi
 
 fail() {
 	echo "not ok - $*"
-	for f in "$tmp"/*.err; do
+	# The clients' stderr and the servers' logs.
+	for f in "$tmp"/*.err "$tmp"/*.log; do
 		[[ -s $f ]] && { echo "--- $f"; tail -n 15 "$f"; }
 	done
 	exit 1

@@ -84,12 +84,17 @@ int iou_dns_configure(struct reactor *r, const struct iou_dns_options *opts);
  *
  * Suspends the calling fiber (outside a fiber: drives the reactor).
  *
- * Return: 0; IOU_EDNS_NONAME, IOU_EDNS_NODATA, IOU_EDNS_SERVFAIL,
- * IOU_EDNS_REFUSED, IOU_EDNS_TIMEOUT, IOU_EDNS_BADRESP, IOU_EDNS_BADNAME,
- * IOU_EDNS_BADSERVICE, IOU_EDNS_CONNREFUSED, IOU_EDNS_CANCELLED (the
- * resolver was closed meanwhile); -ETIMEDOUT (the caller's deadline),
- * -ECANCELED; -EINVAL for NULL @r, @name or @out; -EPERM from another
- * thread; -ENOMEM.
+ * Return: 0; what the servers answered: IOU_EDNS_NONAME (NXDOMAIN),
+ * IOU_EDNS_NODATA, IOU_EDNS_SERVFAIL, IOU_EDNS_REFUSED, IOU_EDNS_FORMERR,
+ * IOU_EDNS_NOTIMP, IOU_EDNS_BADRESP (a malformed answer); or that none did:
+ * IOU_EDNS_TIMEOUT, IOU_EDNS_CONNREFUSED; IOU_EDNS_BADNAME for a name that
+ * is not a valid domain name; IOU_EDNS_BADSERVICE for an unknown @service
+ * or a port out of range; IOU_EDNS_CANCELLED if the resolver was closed (or
+ * the reactor destroyed) meanwhile; IOU_EDNS_CONFIG if the default resolver
+ * could not be created from /etc/resolv.conf; -EAFNOSUPPORT for a
+ * @hints->ai_family other than AF_UNSPEC, AF_INET and AF_INET6;
+ * -ETIMEDOUT (the caller's deadline), -ECANCELED; -EINVAL for NULL @r,
+ * @name or @out; -EPERM from another thread; -ENOMEM.
  */
 int iou_dns_lookup(struct reactor *r, const char *name, const char *service,
 		   const struct addrinfo *hints, struct addrinfo **out);
@@ -104,9 +109,9 @@ void iou_dns_freeaddrinfo(struct addrinfo *list);
  * @len:    room in @name (NI_MAXHOST is always enough).
  *
  * Suspends like iou_dns_lookup().  Return: 0; the IOU_EDNS_* codes of
- * iou_dns_lookup(); -ENOSPC if the name does not fit; -EAFNOSUPPORT for
- * another family; -EINVAL for NULL arguments or a short @addrlen;
- * -ETIMEDOUT, -ECANCELED, -EPERM, -ENOMEM.
+ * iou_dns_lookup() but IOU_EDNS_BADSERVICE; -ENOSPC if the name does not
+ * fit; -EAFNOSUPPORT for another family; -EINVAL for NULL arguments, a zero
+ * @len or a short @addrlen; -ETIMEDOUT, -ECANCELED, -EPERM, -ENOMEM.
  */
 int iou_dns_reverse(struct reactor *r, const struct sockaddr *addr, socklen_t addrlen,
 		    char *name, size_t len);

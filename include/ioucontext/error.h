@@ -59,9 +59,16 @@ enum iou_tls_error {
 #define IOU_IS_ETLS(err) ((err) <= -11001 && (err) >= -11999)
 
 /**
- * iou_strerror() - a static, thread-safe description of @err, which may be
- * 0, a -errno value, or a code of a reserved range ("Unknown error N" for
- * anything else).  The string must not be freed or modified.
+ * iou_strerror() - a description of @err, which may be 0, a -errno value,
+ * or a code of a reserved range ("Unknown error N" for anything else).
+ *
+ * Any thread; never suspends.  The string must not be freed or modified.
+ * For 0, a -errno value Linux names and a known IOU_EDNS_* or IOU_ETLS_*
+ * code it is a constant that lives as long as the program.  For anything
+ * else the "Unknown error N" text is built in a buffer of the calling
+ * thread: it stays valid until the next iou_strerror() call in that thread
+ * (from any fiber of it: copy the text before anything that may suspend)
+ * or until the thread exits.
  */
 const char *iou_strerror(int err);
 

@@ -28,8 +28,21 @@
  * caller's buffers after the call has returned; if the operation completed
  * anyway (bytes moved, a connection accepted), its real result is returned
  * and nothing is lost.  Deadlines live in the reactor's timer heap: no
- * kernel timeout per operation.  The exceptions, which always run to
- * completion because they never wait long: iou_close().
+ * kernel timeout per operation.
+ *
+ * The exceptions, which ignore the deadline and cancellation and always run
+ * to completion so that a cancelled or late fiber can still release what
+ * it holds and unwind: iou_close(), which never waits long;
+ * iou_rstream_close(), which waits only for the kernel to confirm that the
+ * stream's receive request has ended; and the re-taking of the mutex at the
+ * end of iou_cond_wait(), which queues behind the other lockers so that the
+ * call returns holding the mutex (the wait for the signal itself is bounded
+ * as usual).
+ *
+ * Thread: every call here must be made from the thread that owns the
+ * reactor concerned (for a fiber, the reactor it was spawned on); from
+ * another thread every call that returns int fails with -EPERM and touches
+ * nothing.
  */
 #ifndef IOUCONTEXT_FIBER_H
 #define IOUCONTEXT_FIBER_H
@@ -89,11 +102,11 @@ int fiber_spawn_with(struct reactor *r, const struct fiber_options *opts, fiber_
  * Suspends the calling fiber; from outside a fiber, drives the reactor until
  * @f finishes.  On success the handle is released.
  *
- * Return: 0; -EINVAL if @f is detached or already has a joiner, or belongs
- * to another thread's reactor; -EDEADLK if @f is the caller, or (outside a
- * fiber) if @f can never finish because nothing else can run; -ETIMEDOUT or
- * -ECANCELED if the caller's deadline or a cancel ended the wait (@f keeps
- * running and may be joined again).
+ * Return: 0; -EINVAL if @f is NULL, detached or already has a joiner;
+ * -EPERM if @f belongs to another thread's reactor; -EDEADLK if @f is the
+ * caller, or (outside a fiber) if @f can never finish because nothing else
+ * can run; -ETIMEDOUT or -ECANCELED if the caller's deadline or a cancel
+ * ended the wait (@f keeps running and may be joined again).
  */
 int fiber_join(struct fiber *f, void **result);
 
@@ -102,7 +115,8 @@ int fiber_join(struct fiber *f, void **result);
  *
  * The handle must not be used afterwards.  Never suspends.
  *
- * Return: 0; -EINVAL if @f is already detached or being joined.
+ * Return: 0; -EINVAL if @f is NULL, already detached or being joined;
+ * -EPERM if @f belongs to another thread's reactor.
  */
 int fiber_detach(struct fiber *f);
 
@@ -129,7 +143,8 @@ struct fiber *fiber_self(struct reactor *r);
  * Sleeps live in the reactor's userspace timer heap; the kernel sees one
  * timeout, for the earliest expiry.  From outside a fiber, drives the
  * reactor until the time has passed (other fibers run meanwhile).
- * A zero or negative @ns returns at once.
+ * A zero or negative @ns returns at once, after the same checks (0, or
+ * -ECANCELED in a cancelled fiber).
  *
  * Return: 0; -EINVAL if @r is NULL; -EPERM from another thread than @r's
  * owner; -ENOMEM if the timer heap cannot grow; -ETIMEDOUT if the caller's
@@ -179,7 +194,9 @@ int64_t fiber_deadline(const struct reactor *r);
  * If @f is parked in a blocking call, that call is interrupted (an
  * operation in the kernel is cancelled there, and the call returns once
  * the kernel confirms it).  The request is sticky: every later blocking call
- * of @f fails at once, so @f unwinds and returns.  iou_close() still works.
+ * of @f fails at once, so @f unwinds and returns.  The clean-up calls that
+ * ignore cancellation (see the file comment: iou_close(),
+ * iou_rstream_close(), the re-lock of iou_cond_wait()) still work.
  * Cancelling the caller itself is allowed.  Never suspends; does not wait
  * for @f to finish (join it for that).
  *

@@ -37,9 +37,9 @@ int iou_open(struct reactor *r, const char *path, int flags, mode_t mode);
 /**
  * iou_close() - close @fd.
  *
- * The one call that ignores the caller's deadline and cancellation: a
- * cancelled fiber must still be able to release its descriptors, and
- * closing never waits long.  Operations still in flight on @fd keep their
+ * The one call here that ignores the caller's deadline and cancellation
+ * (<ioucontext/fiber.h> lists the others): a cancelled fiber must still be
+ * able to release its descriptors, and closing never waits long.  Operations still in flight on @fd keep their
  * own reference to the file and complete on their own: to end them, call
  * iou_cancel_fd() (or iou_shutdown() on a socket) first.
  *

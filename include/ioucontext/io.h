@@ -31,7 +31,9 @@
  *   -EPERM if @r is not the calling thread's reactor or is being destroyed;
  *   -EBADF for a negative descriptor; -EFAULT for a NULL buffer with a
  *   non-zero length; -ETIMEDOUT; -ECANCELED; -ENOMEM if the deadline timer
- *   cannot be stored.
+ *   cannot be stored; -EOPNOTSUPP if the kernel lacks the io_uring opcode
+ *   and the call has no system-call fallback (reactor_op_supported()).
+ *   Outside a fiber, also a -errno of io_uring_enter.
  * - Transfers are capped at IOU_IO_MAX bytes per call (as Linux caps read(2)
  *   and write(2)); the *_all helpers loop past it.
  * - Calls are batched: requests made while fibers run are submitted together
@@ -118,8 +120,9 @@ ssize_t iou_read_all(struct reactor *r, int fd, void *buf, size_t len, size_t *m
  * iou_write_all() - write all @len bytes, looping over short writes.
  * @moved: as for iou_read_all().
  *
- * Return: @len, or -errno from the failing write (e.g. -EPIPE, -ETIMEDOUT);
- * what was written before it is in *@moved.
+ * Return: @len, or -errno from the failing write (e.g. -EPIPE, -ETIMEDOUT),
+ * or -EIO if a write moved nothing (looping on it would spin); what was
+ * written before it is in *@moved.
  */
 ssize_t iou_write_all(struct reactor *r, int fd, const void *buf, size_t len, size_t *moved);
 
@@ -166,7 +169,8 @@ int iou_pipe(struct reactor *r, int fds[2], int flags);
  * iou_eventfd_read() - wait for and take an eventfd's counter.
  * @value: receives the counter (or 1 in EFD_SEMAPHORE mode).
  *
- * Return: 0, or -errno as read(2) on an eventfd.
+ * Return: 0, or -errno as read(2) on an eventfd; -EFAULT if @value is NULL;
+ * -EIO if the read moved other than 8 bytes (@fd is no eventfd).
  */
 int iou_eventfd_read(struct reactor *r, int fd, uint64_t *value);
 
@@ -174,7 +178,8 @@ int iou_eventfd_read(struct reactor *r, int fd, uint64_t *value);
  * iou_eventfd_write() - add @value to an eventfd's counter, waiting while
  * it would overflow.
  *
- * Return: 0, or -errno as write(2) on an eventfd (-EINVAL for UINT64_MAX).
+ * Return: 0, or -errno as write(2) on an eventfd (-EINVAL for UINT64_MAX);
+ * -EIO if the write moved other than 8 bytes (@fd is no eventfd).
  */
 int iou_eventfd_write(struct reactor *r, int fd, uint64_t value);
 
@@ -183,7 +188,8 @@ int iou_eventfd_write(struct reactor *r, int fd, uint64_t value);
  * @expirations: receives how many expirations happened since the last read.
  *
  * Return: 0, or -errno as read(2) on a timerfd (-ECANCELED also when a
- * TFD_TIMER_CANCEL_ON_SET clock was changed).
+ * TFD_TIMER_CANCEL_ON_SET clock was changed); -EFAULT if @expirations is
+ * NULL; -EIO if the read moved other than 8 bytes (@fd is no timerfd).
  */
 int iou_timerfd_read(struct reactor *r, int fd, uint64_t *expirations);
 

@@ -99,6 +99,47 @@ int iou_accept_each(struct reactor *r, int fd, iou_accept_fn *fn, void *arg,
 		    const struct fiber_options *opts);
 
 /**
+ * iou_refused_fn - told that iou_accept_each_with() refused connections.
+ * @err: why: -EMFILE or -ENFILE (the descriptor limit: @n pending
+ *       connections were accepted on the spare descriptor and closed at
+ *       once; @n may be 0 when none could be), or the error of
+ *       fiber_spawn_with() for the handler fiber, whose connection was
+ *       closed (-ENOMEM: no memory or stack; -EINVAL: bad fiber options);
+ *       @n is then 1.
+ * @arg: iou_accept_each_with()'s @arg.
+ *
+ * Runs in the accept loop or in the reactor's completion processing, never
+ * in a handler fiber: it must not suspend (no operations, no fiber_park());
+ * count, log with a plain write(2), and return.  Called once per event, so
+ * a program that logs should limit its own rate.
+ */
+typedef void iou_refused_fn(struct reactor *r, int err, unsigned n, void *arg);
+
+/**
+ * struct iou_accept_options - settings for iou_accept_each_with().
+ */
+struct iou_accept_options {
+	const struct fiber_options *fiber; /**< handler fibers (stack, name); NULL: defaults */
+	iou_refused_fn *refused;	   /**< told of refused connections; NULL: not told */
+};
+
+/**
+ * iou_accept_each_with() - iou_accept_each() that also says when it refuses
+ * connections.
+ * @opts: the handler fibers' options and the @opts->refused callback; may be
+ *        NULL (then it is iou_accept_each() with default fibers).
+ *
+ * Behaves as iou_accept_each() in every way; in addition @opts->refused, if
+ * set, is called each time connections are refused at the descriptor limit
+ * or closed because no handler fiber could be spawned, so that a server can
+ * say so.
+ *
+ * Return: as iou_accept_each().
+ */
+int iou_accept_each_with(struct reactor *r, int fd, iou_accept_fn *fn, void *arg,
+			 const struct iou_accept_options *opts);
+
+/**
  * iou_send() - send up to @len bytes on connected socket @fd, as send(2).
  * @flags: MSG_* (MSG_NOSIGNAL is always added: a closed peer is -EPIPE,
  *         never SIGPIPE).

@@ -59,12 +59,15 @@ typedef void reactor_cookie_eater(void *cookie);
  *                        (power of two, 1..32768)
  *   IOU_BUFRING_SIZE=N   their size in bytes (1..1M); K, M suffixes accepted
  *
- * and one read by reactor_create() itself, a testing aid:
+ * and two read by reactor_create() itself, testing aids:
  *
  *   IOU_DISABLE_OPCODES=N,N,...  treat these IORING_OP_* numbers as missing
  *                        from the kernel: calls use their fallback (see
  *                        <ioucontext/fs.h>, <ioucontext/net.h>) or fail
  *                        with -EOPNOTSUPP
+ *   IOU_FAULT_STACKS=N   map at most N fiber stacks: spawning a fiber that
+ *                        needs another fails with -ENOMEM, as when memory
+ *                        runs out (pooled stacks are still reused)
  *
  * Malformed values are ignored (the default stays).
  */
@@ -94,8 +97,11 @@ void reactor_options_init(struct reactor_options *opts);
  * opcodes and pins the thread unless told not to; failure to pin is not an
  * error (see reactor_cpu()).  Never suspends.
  *
- * Return: 0; -EEXIST if the thread already has a reactor; -EINVAL for bad
- * options; -ENOMEM; or the -errno of io_uring_queue_init_params().
+ * Return: 0; -EEXIST if the thread already has a reactor; -EINVAL if @out
+ * is NULL or for bad options; -ENOMEM; -EAGAIN if the thread-local key
+ * could not be made; the -errno of io_uring_queue_init_params(); or, rarely,
+ * that of getcontext(3), sigaction(2) or sigaltstack(2) (setting up the
+ * stack-overflow handler).
  */
 int reactor_create(const struct reactor_options *opts, struct reactor **out);
 
@@ -118,8 +124,9 @@ struct reactor *reactor_get(void);
  * reactor_get() in the same thread creates a fresh reactor.  Thread exit
  * does the same automatically.
  *
- * Return: 0; -EPERM if called from another thread than the owner; -EBUSY if
- * called from one of the reactor's own fibers or while it is running.
+ * Return: 0; -EINVAL if @r is NULL; -EPERM if called from another thread
+ * than the owner; -EBUSY if called from one of the reactor's own fibers or
+ * while it is running.
  */
 int reactor_destroy(struct reactor *r);
 
@@ -133,9 +140,12 @@ int reactor_destroy(struct reactor *r);
  * receive streams (<ioucontext/rstream.h>) waiting for data do not keep it
  * running.
  *
- * Return: 0 when no fiber is left; -EPERM if called from inside a fiber;
- * -EDEADLK if fibers remain but none can ever be woken (all parked with
- * nothing in flight and no timer armed); or a -errno from io_uring_enter.
+ * Return: 0 when no fiber is left; -EINVAL if @r is NULL; -EPERM if
+ * called from inside a fiber or from another thread than the owner; -EBUSY
+ * if called while @r is already running, from a callback it runs outside
+ * any fiber (a reactor_post() call, for one); -EDEADLK if fibers remain but none
+ * can ever be woken (all parked with nothing in flight and no timer armed);
+ * or a -errno from io_uring_enter.
  */
 int reactor_run(struct reactor *r);
 
@@ -168,7 +178,9 @@ void *reactor_cookie(const struct reactor *r);
  * reactor_cpu() - the CPU the reactor's thread is pinned to.
  *
  * Return: the CPU number (>= 0); -ENOTSUP if pinning was turned off by
- * option or environment; otherwise the -errno with which pinning failed.
+ * option or environment (IOU_PIN=0); -EINVAL if @r is NULL; otherwise the
+ * -errno with which pinning failed (that of sched_getaffinity(2) or
+ * sched_setaffinity(2), -ENOMEM, or -EINVAL for an empty affinity mask).
  */
 int reactor_cpu(const struct reactor *r);
 

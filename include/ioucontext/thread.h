@@ -330,7 +330,8 @@ int fiber_spawn_on(struct reactor *r, struct reactor_ref *to, const struct fiber
  * cancel) leave @f valid: join again or detach.
  *
  * Return: as just said; -EINVAL if @f is NULL or already being joined;
- * -EAGAIN in a posted callback while the fiber runs.
+ * -EAGAIN in a posted callback while the fiber runs; -ENOMEM, -EMFILE or
+ * -ENFILE if the calling thread's reactor or its mailbox cannot be made.
  */
 int fiber_remote_join(struct fiber_remote *f, void **result);
 

@@ -13,7 +13,9 @@
  * is sent from it; no call blocks the thread.
  *
  * Connection calls that wait (handshake, read, write, flush, shutdown) are
- * fiber-blocking calls like every operation: bounded by the caller's
+ * fiber-blocking calls like every operation, made from the thread of the
+ * connection's reactor (from another thread they fail with -EPERM and
+ * change nothing; -EINVAL for a NULL connection): bounded by the caller's
  * deadline (-ETIMEDOUT), interrupted by fiber_cancel() (-ECANCELED); called
  * outside any fiber, they drive the reactor until done.  An interrupted
  * read loses nothing and may be retried.  An interrupted flush, shutdown
@@ -89,7 +91,8 @@ void iou_tls_client_options_init(struct iou_tls_client_options *opts);
  * Reads the files with ordinary blocking system calls: meant for start-up.
  * The caller owns *@out and frees it with iou_tls_config_free().
  *
- * Return: 0; -errno if a file cannot be read (-ENOENT, -EACCES, ...);
+ * Return: 0; -errno if a file cannot be read (-ENOENT, -EACCES, ...;
+ * -EFBIG for a file over 16 MiB, too large for PEM);
  * IOU_ETLS_CONFIG if a file holds no usable certificate or key, only one
  * of certfile and keyfile is given, or an ALPN name is empty or longer than
  * 255 bytes; -ENOMEM; -EINVAL if @opts or @out is NULL.
@@ -160,8 +163,10 @@ void iou_tls_config_free(struct iou_tls_config *c);
  * read or write.  The connection borrows @fd: it never closes it.  The
  * caller owns *@out and ends it with iou_tls_close().
  *
- * Return: 0; IOU_ETLS_BAD_NAME if @server_name is empty, malformed or an
- * IP address; -EINVAL if @c is not a client configuration, @fd < 0, or an
+ * Return: 0; IOU_ETLS_BAD_NAME if @server_name is empty, malformed or
+ * (unless @c comes from iou_tls_client_config_new_insecure_no_verify(),
+ * which verifies nothing) an IP address; -EINVAL if @c is not a client
+ * configuration, @fd < 0, or an
  * argument is NULL; -ENOMEM; -EPERM from another thread than @r's owner.
  */
 int iou_tls_client_new(struct reactor *r, const struct iou_tls_config *c, int fd,
@@ -185,7 +190,8 @@ int iou_tls_server_new(struct reactor *r, const struct iou_tls_config *c, int fd
  * Return: 0; IOU_ETLS_* (e.g. IOU_ETLS_CERT_UNKNOWN_ISSUER,
  * IOU_ETLS_CERT_BAD_NAME, IOU_ETLS_PROTOCOL for a peer that does not speak
  * TLS, IOU_ETLS_TRUNCATED for one that closes mid-handshake); -errno from
- * the socket (-ECONNRESET, -EPIPE, ...); -ETIMEDOUT; -ECANCELED.
+ * the socket (-ECONNRESET, -EPIPE, ...); -ETIMEDOUT; -ECANCELED; -EINVAL
+ * if @t is NULL; -EPERM from another thread.
  */
 int iou_tls_handshake(struct iou_tls *t);
 
@@ -199,7 +205,8 @@ int iou_tls_handshake(struct iou_tls *t);
  * close_notify; 0 again on later calls); IOU_ETLS_TRUNCATED if the
  * transport ended without close_notify; another IOU_ETLS_* code or -errno
  * from the socket; -ETIMEDOUT, -ECANCELED (nothing lost: retry if
- * wanted); -EINVAL if @t is NULL.  @len 0 returns 0 at once.
+ * wanted); -EINVAL if @t is NULL, or @buf is NULL with a non-zero @len;
+ * -EPERM from another thread.  @len 0 returns 0 at once.
  */
 ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len);
 
@@ -213,7 +220,8 @@ ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len);
  * code; -errno from the socket (-EPIPE, -ECONNRESET, ...; sticky);
  * -ETIMEDOUT, -ECANCELED (part of @buf may have been sent: writing is
  * over for this connection, later writes return the same error);
- * -EINVAL if @t is NULL.
+ * -EINVAL if @t is NULL, or @buf is NULL with a non-zero @len; -EPERM
+ * from another thread.
  */
 ssize_t iou_tls_write(struct iou_tls *t, const void *buf, size_t len);
 
@@ -264,7 +272,7 @@ const char *iou_tls_alpn(const struct iou_tls *t);
  *
  * Return: the subject's full length (as snprintf); 0 if the peer sent no
  * certificate; IOU_ETLS_CERT_INVALID if it cannot be parsed; -EINVAL if
- * @t is NULL.
+ * @t is NULL, or @buf is NULL with a non-zero @len.
  */
 int iou_tls_peer_subject(const struct iou_tls *t, char *buf, size_t len);
 
@@ -275,7 +283,7 @@ int iou_tls_peer_subject(const struct iou_tls *t, char *buf, size_t len);
  */
 const char *iou_tls_reason(const struct iou_tls *t);
 
-/** iou_tls_fd() - the socket the connection runs over. */
+/** iou_tls_fd() - the socket the connection runs over (-EINVAL if @t is NULL). */
 int iou_tls_fd(const struct iou_tls *t);
 
 #ifdef __cplusplus

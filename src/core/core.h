@@ -217,6 +217,8 @@ struct iou__stacks {
 	size_t page, guard;
 	unsigned *vg_ids;	/* stacks registered with valgrind */
 	unsigned nvg, vg_cap;
+	unsigned long carved;	 /* fresh stacks made so far */
+	unsigned long carve_max; /* IOU_FAULT_STACKS: fail fresh stacks beyond */
 #if defined(IOU_TSAN)
 	struct fiber *tsan;	/* fibers holding a TSan context (to free them) */
 #endif

@@ -96,7 +96,9 @@ IOU_API int fiber_join(struct fiber *f, void **result)
 	if (!f)
 		return -EINVAL;
 	r = f->r;
-	if (r != iou__self || f->detached || f->joiner || f->state == IOU_FIBER_POOLED)
+	if (r != iou__self)
+		return -EPERM;
+	if (f->detached || f->joiner || f->state == IOU_FIBER_POOLED)
 		return -EINVAL;
 	if (f == r->current)
 		return -EDEADLK;
@@ -117,7 +119,11 @@ IOU_API int fiber_join(struct fiber *f, void **result)
 
 IOU_API int fiber_detach(struct fiber *f)
 {
-	if (!f || f->r != iou__self || f->detached || f->joiner || f->state == IOU_FIBER_POOLED)
+	if (!f)
+		return -EINVAL;
+	if (f->r != iou__self)
+		return -EPERM;
+	if (f->detached || f->joiner || f->state == IOU_FIBER_POOLED)
 		return -EINVAL;
 	f->detached = true;
 	if (f->state == IOU_FIBER_DONE)
@@ -219,10 +225,12 @@ IOU_API int fiber_park(struct reactor *r, int64_t until)
 
 IOU_API int fiber_unpark(struct fiber *f)
 {
-	if (!f || f->state == IOU_FIBER_POOLED)
+	if (!f)
 		return -EINVAL;
 	if (f->r != iou__self)
 		return -EPERM;
+	if (f->state == IOU_FIBER_POOLED)
+		return -EINVAL;
 	if (f->state != IOU_FIBER_LIVE)
 		return 0;
 	f->permit = true;
@@ -251,8 +259,14 @@ IOU_API int fiber_sleep_until(struct reactor *r, int64_t deadline)
 
 IOU_API int fiber_sleep(struct reactor *r, int64_t ns)
 {
-	if (ns <= 0)
-		return r ? 0 : -EINVAL;
+	if (ns <= 0) {
+		/* Returns at once, with the checks and result fiber_sleep_until() has. */
+		if (!r)
+			return -EINVAL;
+		if (r != iou__self)
+			return -EPERM;
+		return r->current && r->current->cancelled ? -ECANCELED : 0;
+	}
 	return fiber_sleep_until(r, iou_deadline_after(ns));
 }
 

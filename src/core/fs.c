@@ -77,7 +77,11 @@ IOU_API int iou_close(struct reactor *r, int fd)
 		return ret < 0 ? ret : iou__sys(close(fd));
 	op.wait.hard = true;
 	io_uring_prep_close(sqe, fd);
-	return IOU__OP_RUN(r, &op, sqe);
+	/*
+	 * Not IOU__OP_RUN: its fast path parks with the wait exposed to
+	 * fiber_cancel() (f->wait), which would send the close a cancel.
+	 */
+	return iou__op_run(r, &op, sqe);
 }
 
 static int sync_op(struct reactor *r, int fd, unsigned flags)

@@ -253,7 +253,8 @@ struct acceptor {
 	iou_accept_fn *fn;
 	void *arg;
 	const struct fiber_options *opts;
-	unsigned accepted; /* connections handed out */
+	iou_refused_fn *refused; /* told of refused connections, or NULL */
+	unsigned accepted;	 /* connections handed out */
 };
 
 /* What a handler fiber needs; it frees this first thing. */
@@ -275,20 +276,21 @@ static void *conn_main(void *p)
 static void hand_out(struct reactor *r, struct acceptor *a, int fd)
 {
 	struct conn_start *c;
+	int ret;
 
 	if (r->closing) {
 		close(fd);
 		return;
 	}
 	c = malloc(sizeof(*c));
-	if (!c) {
-		close(fd);
-		return;
-	}
-	*c = (struct conn_start){ .fn = a->fn, .arg = a->arg, .fd = fd };
-	if (fiber_spawn_with(r, a->opts, conn_main, c, NULL) < 0) {
+	if (c)
+		*c = (struct conn_start){ .fn = a->fn, .arg = a->arg, .fd = fd };
+	ret = c ? fiber_spawn_with(r, a->opts, conn_main, c, NULL) : -ENOMEM;
+	if (ret < 0) {
 		free(c);
 		close(fd);
+		if (a->refused)
+			a->refused(r, ret, 1, a->arg);
 		return;
 	}
 	a->accepted++;
@@ -311,14 +313,15 @@ static void accept_complete(struct reactor *r, struct iou__op *op, const struct 
 }
 
 /*
- * At the descriptor limit: free the spare descriptor, accept and close what
- * is pending (those clients see the connection closed, not a hang), and
- * take the spare back.  Returns the new spare (or -1 if it could not be
- * retaken).
+ * At the descriptor limit (@err): free the spare descriptor, accept and
+ * close what is pending (those clients see the connection closed, not a
+ * hang), take the spare back, and tell the caller.  Returns the new spare
+ * (or -1 if it could not be retaken).
  */
-static int refuse_pending(struct reactor *r, int fd, int spare)
+static int refuse_pending(struct reactor *r, struct acceptor *a, int fd, int spare, int err)
 {
 	int64_t old = fiber_set_deadline(r, IOU_DEADLINE_NOW);
+	unsigned n = 0;
 
 	if (spare >= 0)
 		close(spare);
@@ -328,15 +331,26 @@ static int refuse_pending(struct reactor *r, int fd, int spare)
 		if (c < 0)
 			break;
 		close(c);
+		n++;
 	}
 	fiber_set_deadline(r, old);
+	if (a->refused)
+		a->refused(r, err, n, a->arg);
 	return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 IOU_API int iou_accept_each(struct reactor *r, int fd, iou_accept_fn *fn, void *arg,
 			    const struct fiber_options *opts)
 {
-	struct acceptor a = { .fn = fn, .arg = arg, .opts = opts };
+	const struct iou_accept_options o = { .fiber = opts };
+
+	return iou_accept_each_with(r, fd, fn, arg, &o);
+}
+
+IOU_API int iou_accept_each_with(struct reactor *r, int fd, iou_accept_fn *fn, void *arg,
+				 const struct iou_accept_options *opts)
+{
+	struct acceptor a = { .fn = fn, .arg = arg };
 	bool multishot;
 	int spare, ret;
 
@@ -344,6 +358,10 @@ IOU_API int iou_accept_each(struct reactor *r, int fd, iou_accept_fn *fn, void *
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
+	if (opts) {
+		a.opts = opts->fiber;
+		a.refused = opts->refused;
+	}
 	ret = iou__check(r);
 	if (ret < 0)
 		return ret;
@@ -376,7 +394,7 @@ IOU_API int iou_accept_each(struct reactor *r, int fd, iou_accept_fn *fn, void *
 			continue;
 		}
 		if (ret == -EMFILE || ret == -ENFILE) {
-			spare = refuse_pending(r, fd, spare);
+			spare = refuse_pending(r, &a, fd, spare, ret);
 			ret = fiber_sleep(r, EMFILE_PAUSE);
 			if (ret < 0)
 				break;

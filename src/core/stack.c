@@ -10,6 +10,7 @@
  * fault in a guard page into a message naming the fiber.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -85,12 +86,17 @@ static atomic_int guard_mode;
 int iou__stacks_init(struct iou__stacks *s, unsigned warm_max)
 {
 	long page = sysconf(_SC_PAGESIZE);
+	const char *e;
 
 	memset(s, 0, sizeof(*s));
 	s->page = page > 0 ? (size_t)page : 4096;
 	s->guard = s->page;
 	s->next_chunk = FIRST_CHUNK;
 	s->warm_max = warm_max;
+	s->carve_max = ULONG_MAX;
+	/* IOU_FAULT_STACKS=N, a testing aid: fresh stacks beyond N fail (-ENOMEM). */
+	if ((e = getenv("IOU_FAULT_STACKS")) && *e >= '0' && *e <= '9')
+		s->carve_max = strtoul(e, NULL, 10);
 	return 0;
 }
 
@@ -175,11 +181,27 @@ static int carve(struct iou__stacks *s, size_t map_size, struct iou__cold_stack 
 	char *p;
 	int ret;
 
+	if (s->carved >= s->carve_max)
+		return -ENOMEM;
 	if (!k || k->size - k->used < map_size) {
 		size_t size = s->next_chunk > map_size ? s->next_chunk : map_size;
 		void *base = mmap(NULL, size, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 
+		/*
+		 * Short of address space (RLIMIT_AS, strict overcommit): ask
+		 * for less rather than fail while a smaller reservation still
+		 * fits, but not below the first chunk's size (or one stack):
+		 * what is left then stays for malloc, which a TLS session's
+		 * allocations in Rust cannot survive failing.
+		 */
+		while (base == MAP_FAILED && size > map_size && size > FIRST_CHUNK) {
+			size = size / 2 > FIRST_CHUNK ? size / 2 : FIRST_CHUNK;
+			if (size < map_size)
+				size = map_size;
+			base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+		}
 		if (base == MAP_FAILED)
 			return -ENOMEM;
 		/* A huge page would make every 64 KiB stack cost 2 MiB. */
@@ -194,7 +216,9 @@ static int carve(struct iou__stacks *s, size_t map_size, struct iou__cold_stack 
 		k->used = 0;
 		k->next = s->chunks;
 		s->chunks = k;
-		if (s->next_chunk < MAX_CHUNK)
+		if (size < s->next_chunk)
+			s->next_chunk = size; /* what fitted; growing would fail again */
+		else if (s->next_chunk < MAX_CHUNK)
 			s->next_chunk *= 2;
 	}
 	p = k->base + k->used;
@@ -202,6 +226,7 @@ static int carve(struct iou__stacks *s, size_t map_size, struct iou__cold_stack 
 	if (ret < 0)
 		return ret;
 	k->used += map_size;
+	s->carved++;
 	out->map = p;
 	out->vg_id = 0;
 	if (RUNNING_ON_VALGRIND) {

@@ -53,7 +53,9 @@
  * between it and the siglongjmp that returns to it, so C11 7.13.2.1 keeps
  * their values; GCC's -Wclobbered cannot see that.
  */
+#ifndef __clang__ /* clang has no such warning, and -Werror rejects unknown ones */
 #pragma GCC diagnostic ignored "-Wclobbered"
+#endif
 
 static iou__always_inline void iou__runq_push(struct reactor *r, struct fiber *f)
 {

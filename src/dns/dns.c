@@ -670,8 +670,21 @@ static int check_reactor(struct reactor *r)
 	return 0;
 }
 
+/*
+ * Whether to pass on c-ares's node @n for a lookup of @family: c-ares 1.18
+ * takes every A and AAAA record of an answer, whatever was asked, so an
+ * answer to an AAAA query that holds A records (found by fuzz/) would give
+ * IPv4 addresses to a caller who asked for IPv6 only.
+ */
+static bool wanted(const struct ares_addrinfo_node *n, int family)
+{
+	if (n->ai_family != AF_INET && n->ai_family != AF_INET6)
+		return false;
+	return family == AF_UNSPEC || n->ai_family == family;
+}
+
 /* One allocation holding the whole list, so that one free() releases it. */
-static int convert(const struct ares_addrinfo *ai, bool canon, struct addrinfo **out)
+static int convert(const struct ares_addrinfo *ai, int family, bool canon, struct addrinfo **out)
 {
 	const struct ares_addrinfo_node *n;
 	const char *cname = NULL;
@@ -680,7 +693,7 @@ static int convert(const struct ares_addrinfo *ai, bool canon, struct addrinfo *
 	char *p;
 
 	for (n = ai->nodes; n; n = n->ai_next)
-		count++;
+		count += wanted(n, family);
 	if (count == 0)
 		return IOU_EDNS_NODATA;
 	if (canon) {
@@ -698,7 +711,11 @@ static int convert(const struct ares_addrinfo *ai, bool canon, struct addrinfo *
 	n = ai->nodes;
 	for (size_t i = 0; i < count; i++, n = n->ai_next) {
 		struct addrinfo *a = &list[i];
-		socklen_t len = n->ai_addrlen;
+		socklen_t len;
+
+		while (!wanted(n, family))
+			n = n->ai_next;
+		len = n->ai_addrlen;
 
 		if (len > sizeof(struct sockaddr_storage))
 			len = sizeof(struct sockaddr_storage);
@@ -848,6 +865,10 @@ API int iou_dns_lookup(struct reactor *r, const char *name, const char *service,
 	if (!name || !out)
 		return -EINVAL;
 	*out = NULL;
+	/* c-ares 1.18 would say ARES_ENOTIMP, as if a server had. */
+	if (hints && hints->ai_family != AF_UNSPEC && hints->ai_family != AF_INET &&
+	    hints->ai_family != AF_INET6)
+		return -EAFNOSUPPORT;
 	if (service && service[0] >= '0' && service[0] <= '9' &&
 	    strspn(service, "0123456789") == strlen(service) &&
 	    !port_valid(service, strlen(service)) && strcmp(service, "0") != 0)
@@ -855,7 +876,8 @@ API int iou_dns_lookup(struct reactor *r, const char *name, const char *service,
 	ret = run(&c);
 	if (ret < 0)
 		return ret;
-	ret = convert(c.q->ai, hints && (hints->ai_flags & AI_CANONNAME), out);
+	ret = convert(c.q->ai, hints ? hints->ai_family : AF_UNSPEC,
+		      hints && (hints->ai_flags & AI_CANONNAME), out);
 	ares_freeaddrinfo(c.q->ai);
 	free(c.q);
 	return ret;
@@ -911,7 +933,12 @@ API int iou_dns_close(struct reactor *r)
 	if (ret < 0)
 		return ret;
 	e = reactor_ext_get(r, &slot_key);
-	if (e)
+	if (e) {
 		channel_close(e);
+		/* The next lookup's resolver has the defaults, as documented. */
+		free(e->servers);
+		e->servers = NULL;
+		iou_dns_options_init(&e->opts);
+	}
 	return 0;
 }

@@ -580,6 +580,17 @@ static int fill(struct iou_tls *t)
 
 /* --- the calls -------------------------------------------------------- */
 
+/*
+ * The checks of every connection call: from another thread it would bind
+ * the turns to that thread's reactor and leave a sticky -EPERM behind.
+ */
+static int conn_check(const struct iou_tls *t)
+{
+	if (!t)
+		return -EINVAL;
+	return reactor_current() == t->r ? 0 : -EPERM;
+}
+
 /* Record what the handshake settled, once. */
 static void settle(struct iou_tls *t)
 {
@@ -592,10 +603,10 @@ static void settle(struct iou_tls *t)
 
 API int iou_tls_handshake(struct iou_tls *t)
 {
-	int rc;
+	int rc = conn_check(t);
 
-	if (!t)
-		return -EINVAL;
+	if (rc < 0)
+		return rc;
 	while (iour_conn_is_handshaking(t->c)) {
 		if (t->err)
 			return t->err;
@@ -620,9 +631,11 @@ API int iou_tls_handshake(struct iou_tls *t)
 
 API ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len)
 {
-	int rc;
+	int rc = conn_check(t);
 
-	if (!t || (!buf && len))
+	if (rc < 0)
+		return rc;
+	if (!buf && len)
 		return -EINVAL;
 	if (len == 0)
 		return 0;
@@ -632,8 +645,16 @@ API ssize_t iou_tls_read(struct iou_tls *t, void *buf, size_t len)
 			return rc;
 	}
 	for (;;) {
-		long n = iour_conn_read(t->c, buf, len > LONG_MAX ? LONG_MAX : len);
+		long n;
 
+		/*
+		 * A failure is sticky: plaintext that rustls decrypted from the
+		 * records before the failing one is not handed out after the
+		 * caller has been told of the failure (found by fuzz/).
+		 */
+		if (t->err)
+			return t->err;
+		n = iour_conn_read(t->c, buf, len > LONG_MAX ? LONG_MAX : len);
 		if (n != IOUR_AGAIN) {
 			if (n < 0)
 				return tls_fail(t, (int)n);
@@ -662,9 +683,11 @@ API ssize_t iou_tls_write(struct iou_tls *t, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	size_t off = 0;
-	int rc;
+	int rc = conn_check(t);
 
-	if (!t || (!buf && len))
+	if (rc < 0)
+		return rc;
+	if (!buf && len)
 		return -EINVAL;
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
@@ -705,15 +728,17 @@ API ssize_t iou_tls_write(struct iou_tls *t, const void *buf, size_t len)
 
 API int iou_tls_flush(struct iou_tls *t)
 {
-	if (!t)
-		return -EINVAL;
-	return flush(t);
+	int rc = conn_check(t);
+
+	return rc < 0 ? rc : flush(t);
 }
 
 API int iou_tls_shutdown(struct iou_tls *t)
 {
-	if (!t)
-		return -EINVAL;
+	int rc = conn_check(t);
+
+	if (rc < 0)
+		return rc;
 	if (!t->shut) {
 		t->shut = true;
 		iour_conn_close_notify(t->c);
