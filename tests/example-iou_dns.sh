@@ -47,21 +47,6 @@ fi
 # shellcheck source=tests/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-fail() {
-	echo "not ok - $*"
-	for f in "$tmp"/*.err "$tmp"/*.diff "$tmp"/dnsmasq.log; do
-		[[ -s $f ]] && { echo "--- $f"; tail -n 20 "$f"; }
-	done
-	exit 1
-}
-
-# Milliseconds on the monotonic clock (bash's own clock is wall time).
-now_ms() {
-	local up
-	read -r up _ </proc/uptime
-	echo $((${up/./} * 10))
-}
-
 # in_use PORT: is PORT bound by any UDP or TCP socket, IPv4 or IPv6?
 in_use() {
 	local hex

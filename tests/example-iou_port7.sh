@@ -42,14 +42,6 @@ command -v socat >/dev/null || {
 # shellcheck source=tests/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-fail() {
-	echo "not ok - $*"
-	for f in "$tmp"/*.err "$tmp"/*.out; do
-		[[ -s $f ]] && { echo "--- $f"; tail -n 20 "$f"; }
-	done
-	exit 1
-}
-
 # start_server NAME [prefix command...] -- [iou_port7 args...]: start the
 # server in the background (under the wrapper), wait for its ready line,
 # and set $pid and $port.
@@ -87,10 +79,6 @@ stop_server() {
 	# Refusals at the descriptor limit are said; nothing else may be.
 	! grep -qv 'refusing connections' "$tmp/$1.err" || fail "$1: wrote to stderr"
 	ok "$1: SIG$sig stops it in $((SECONDS - t0)) s with status 0, nothing else on stderr"
-}
-
-nfds() {
-	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l
 }
 
 # Wait up to 5 s (scaled) until the server holds $1 descriptors again.

@@ -66,10 +66,6 @@ stop_server() {
 	ok "$1: SIG$sig stops it in $(($(now_ms) - t0)) ms with status 0"
 }
 
-nfds() {
-	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l
-}
-
 # await_fds N: until the server holds N descriptors again (5 s, scaled).
 await_fds() {
 	local deadline=$((SECONDS + 5 * scale))

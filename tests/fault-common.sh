@@ -61,25 +61,6 @@ count() {
 	echo "$n"
 }
 
-fail() {
-	echo "not ok - $*"
-	for f in "$tmp"/*.err "$tmp"/*.log; do
-		[[ -s $f ]] && { echo "--- $f"; tail -n 15 "$f"; }
-	done
-	exit 1
-}
-
-# Milliseconds on the monotonic clock.
-now_ms() {
-	local up
-	read -r up _ </proc/uptime
-	echo $((${up/./} * 10))
-}
-
-nfds() {
-	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
-}
-
 # rss PID: resident memory in KiB.
 rss() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
@@ -91,15 +72,6 @@ await_fds() {
 	while (($(nfds "$1") != $2)); do
 		((SECONDS < deadline)) || return 1
 		sleep 0.05
-	done
-}
-
-# wait_grep PATTERN FILE [SECONDS]: until FILE has a line matching PATTERN.
-wait_grep() {
-	local deadline=$((SECONDS + ${3:-10} * scale))
-	until grep -qE -- "$1" "$2" 2>/dev/null; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.02
 	done
 }
 
@@ -200,6 +172,49 @@ await_line() {
 		((SECONDS < deadline)) || fail "$1: no '$3' in 60 s (x$scale)"
 		sleep 0.05
 	done
+}
+
+# checker NAME CMD...: CMD runs back to back until $tmp/NAME.stop appears
+# (stop_checker NAME); each run must pass.  Its pid is $checker;
+# $tmp/NAME.runs counts the runs.
+checker() {
+	local name=$1
+	shift
+	rm -f "$tmp/$name.stop"
+	(
+		n=0
+		until [[ -e $tmp/$name.stop ]]; do
+			"$@" >"$tmp/$name.last" 2>&1 || {
+				cat "$tmp/$name.last"
+				exit 1
+			}
+			n=$((n + 1))
+			echo "$n" >"$tmp/$name.runs"
+		done
+	) >"$tmp/$name.cout" 2>"$tmp/$name.err" &
+	checker=$!
+	pids+=("$checker")
+}
+stop_checker() {
+	touch "$tmp/$1.stop"
+	finish "$1" "$checker"
+}
+
+# after_churn BASELINE RSS_WARM CYCLES: the server $pid is back to BASELINE
+# descriptors and, natively, its resident memory within 2 MiB of RSS_WARM
+# (KiB, after a warm-up that reached the peaks the churn never exceeds:
+# pooled stacks, ring buffers and allocator caches are sized by those).
+after_churn() {
+	local rss_after
+	await_fds "$pid" "$1" || fail "after the churn: $(nfds "$pid") descriptors, $1 before"
+	rss_after=$(rss "$pid")
+	if $native; then
+		((rss_after <= $2 + 2048)) ||
+			fail "RSS grew from $2 to $rss_after KiB over $3 cycles (bound: +2048)"
+		ok "descriptors back to $1; RSS $rss_after KiB after $3 cycles, $2 after the warm-up (bound +2048)"
+	else
+		ok "descriptors back to $1; RSS $rss_after KiB ($2 after the warm-up; not bounded under instrumentation)"
+	fi
 }
 
 # One summary line of each script: what the run cost.

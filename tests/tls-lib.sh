@@ -46,22 +46,6 @@ if grep -qs '^0\{31\}1 ' /proc/net/if_inet6; then
 	have6=true
 fi
 
-fail() {
-	echo "not ok - $*"
-	# The clients' stderr and the servers' logs.
-	for f in "$tmp"/*.err "$tmp"/*.log; do
-		[[ -s $f ]] && { echo "--- $f"; tail -n 15 "$f"; }
-	done
-	exit 1
-}
-
-# Milliseconds on the monotonic clock (bash's own clock is wall time).
-now_ms() {
-	local up
-	read -r up _ </proc/uptime
-	echo $((${up/./} * 10))
-}
-
 # in_use PORT: is TCP PORT bound by anything, IPv4 or IPv6?
 in_use() {
 	local hex
@@ -119,15 +103,6 @@ on_free_port() {
 wait_size() {
 	local deadline=$((SECONDS + ${3:-30} * scale))
 	while (($(stat -c %s "$1" 2>/dev/null || echo 0) < $2)); do
-		((SECONDS < deadline)) || return 1
-		sleep 0.02
-	done
-}
-
-# wait_grep PATTERN FILE [SECONDS]: until FILE has a line matching PATTERN.
-wait_grep() {
-	local deadline=$((SECONDS + ${3:-10} * scale))
-	until grep -qE -- "$1" "$2" 2>/dev/null; do
 		((SECONDS < deadline)) || return 1
 		sleep 0.02
 	done
