@@ -217,6 +217,19 @@ after_churn() {
 	fi
 }
 
+# refusals NAME WHAT PATTERN CMD...: CMD, a client holding more connections
+# than the server can take, must pass (its output in $tmp/NAME.cout); then
+# the server's log, $tmp/NAME.log, must show a refusal matching PATTERN.
+refusals() {
+	local name=$1 what=$2 pattern=$3
+	shift 3
+	"$@" >"$tmp/$name.cout" 2>"$tmp/$name.err" ||
+		fail "$what: $(cat "$tmp/$name.cout" "$tmp/$name.err")"
+	ok "$what: $(tail -n 1 "$tmp/$name.cout")"
+	wait_grep "$pattern" "$tmp/$name.log" || fail "no refusal logged: $(cat "$tmp/$name.log")"
+	ok "logged: $(head -n 1 "$tmp/$name.log")"
+}
+
 # One summary line of each script: what the run cost.
 started_ms=$(now_ms)
 summary() {

@@ -130,13 +130,9 @@ stop_server main
 # (Under valgrind, which keeps a few descriptors, the server sees a lower limit.)
 start_server nofile port7 prlimit --nofile=64:64 --
 baseline_fds port7
-"$echo_client" --port "$port" --hold 100 --hold-time 2 --expect-refused \
-	--timeout $((10 * scale)) >"$tmp/nofile.cout" 2>"$tmp/nofile.err" ||
-	fail "at the limit: $(cat "$tmp/nofile.cout" "$tmp/nofile.err")"
-ok "prlimit --nofile=64: $(tail -n 1 "$tmp/nofile.cout")"
-wait_grep 'iou_port7: worker 0: refusing connections: Too many open files \(descriptor limit [0-9]+\); [0-9]+ refused' \
-	"$tmp/nofile.log" || fail "no refusal logged: $(cat "$tmp/nofile.log")"
-ok "logged: $(head -n 1 "$tmp/nofile.log")"
+refusals nofile "prlimit --nofile=64" \
+	'iou_port7: worker 0: refusing connections: Too many open files \(descriptor limit [0-9]+\); [0-9]+ refused' \
+	"$echo_client" --port "$port" --hold 100 --hold-time 2 --expect-refused --timeout $((10 * scale))
 grep -v 'refusing connections' "$tmp/nofile.log" | grep -q . &&
 	fail "unexpected lines: $(grep -v refusing "$tmp/nofile.log")"
 "$churn" -p "$port" -n "$(count 5000)" -c 8 >"$tmp/nofile2.cout" 2>"$tmp/nofile2.err" ||
@@ -151,12 +147,9 @@ stop_server nofile
 # connections some are served and the rest refused.
 start_server nomem port7 env IOU_FAULT_STACKS=40 --
 baseline_fds port7
-"$echo_client" --port "$port" --hold 60 --hold-time 1 --expect-refused --timeout $((10 * scale)) \
-	>"$tmp/nomem.cout" 2>"$tmp/nomem.err" || fail "no stacks: $(cat "$tmp/nomem.cout" "$tmp/nomem.err")"
-ok "IOU_FAULT_STACKS=40: $(tail -n 1 "$tmp/nomem.cout")"
-wait_grep 'refusing connections: Cannot allocate memory \(no memory for a connection fiber\)' \
-	"$tmp/nomem.log" || fail "no refusal logged: $(cat "$tmp/nomem.log")"
-ok "logged: $(head -n 1 "$tmp/nomem.log")"
+refusals nomem "IOU_FAULT_STACKS=40" \
+	'refusing connections: Cannot allocate memory \(no memory for a connection fiber\)' \
+	"$echo_client" --port "$port" --hold 60 --hold-time 1 --expect-refused --timeout $((10 * scale))
 "$churn" -p "$port" -n "$(count 5000)" -c 8 >"$tmp/nomem2.cout" 2>"$tmp/nomem2.err" ||
 	fail "after the refusals: $(cat "$tmp/nomem2.cout" "$tmp/nomem2.err")"
 ok "stacks back in the pool: $(cat "$tmp/nomem2.cout")"
@@ -172,13 +165,10 @@ if $native; then
 	as=$(((vm + 16384) * 1024))
 	start_server as port7 prlimit --as="$as" --
 	baseline_fds port7
-	"$echo_client" --port "$port" --hold 600 --hold-time 1 --expect-refused \
-		--timeout $((10 * scale)) >"$tmp/as.cout" 2>"$tmp/as.err" ||
-		fail "RLIMIT_AS (VmSize at rest $vm KiB, limit $as): $(cat "$tmp/as.cout" "$tmp/as.err")"
-	ok "prlimit --as=$((as >> 20))M (VmSize at rest $((vm >> 10)) MiB + 16): $(tail -n 1 "$tmp/as.cout")"
-	wait_grep 'refusing connections: Cannot allocate memory' "$tmp/as.log" ||
-		fail "no refusal logged: $(cat "$tmp/as.log")"
-	ok "logged: $(head -n 1 "$tmp/as.log")"
+	refusals as "prlimit --as=$((as >> 20))M (VmSize at rest $((vm >> 10)) MiB + 16)" \
+		'refusing connections: Cannot allocate memory' \
+		"$echo_client" --port "$port" --hold 600 --hold-time 1 --expect-refused \
+		--timeout $((10 * scale))
 	check_echo "after RLIMIT_AS refusals"
 	ok "then served again: $(cat "$tmp/check.cout")"
 	await_fds "$pid" "$baseline" || fail "RLIMIT_AS: $(nfds "$pid") descriptors, $baseline before"

@@ -178,13 +178,10 @@ stop_server loris
 # (Under valgrind, which keeps a few descriptors, the server sees a lower limit.)
 start_server nofile tlsd prlimit --nofile=64:64 -- "${ec[@]}" -q
 baseline_fds tlsd
-"$churn" -p "$port" "${tls[@]}" --hold 100 --allow-refused --hold-time 2 -c 4 \
-	--timeout $((30 * scale)) >"$tmp/nofile.cout" 2>"$tmp/nofile.err" ||
-	fail "at the limit: $(cat "$tmp/nofile.cout" "$tmp/nofile.err")"
-ok "prlimit --nofile=64: $(tail -n 1 "$tmp/nofile.cout")"
-wait_grep 'iou_tlsd: worker 0: refusing connections: Too many open files \(descriptor limit [0-9]+\)' \
-	"$tmp/nofile.log" || fail "no refusal logged: $(cat "$tmp/nofile.log")"
-ok "logged: $(head -n 1 "$tmp/nofile.log")"
+refusals nofile "prlimit --nofile=64" \
+	'iou_tlsd: worker 0: refusing connections: Too many open files \(descriptor limit [0-9]+\)' \
+	"$churn" -p "$port" "${tls[@]}" --hold 100 --allow-refused --hold-time 2 -c 4 \
+	--timeout $((30 * scale))
 tls_check "after the limit" 200
 ok "descriptors free again: $(cat "$tmp/check.cout")"
 await_fds "$pid" "$baseline" || fail "limit: $(nfds "$pid") descriptors, $baseline before"
@@ -192,13 +189,10 @@ stop_server nofile
 
 start_server nomem tlsd env IOU_FAULT_STACKS=30 -- "${ec[@]}" -q
 baseline_fds tlsd
-"$churn" -p "$port" "${tls[@]}" --hold 50 --allow-refused --hold-time 1 -c 4 \
-	--timeout $((30 * scale)) >"$tmp/nomem.cout" 2>"$tmp/nomem.err" ||
-	fail "no stacks: $(cat "$tmp/nomem.cout" "$tmp/nomem.err")"
-ok "IOU_FAULT_STACKS=30: $(tail -n 1 "$tmp/nomem.cout")"
-wait_grep 'refusing connections: Cannot allocate memory \(no memory for a connection fiber\)' \
-	"$tmp/nomem.log" || fail "no refusal logged: $(cat "$tmp/nomem.log")"
-ok "logged: $(head -n 1 "$tmp/nomem.log")"
+refusals nomem "IOU_FAULT_STACKS=30" \
+	'refusing connections: Cannot allocate memory \(no memory for a connection fiber\)' \
+	"$churn" -p "$port" "${tls[@]}" --hold 50 --allow-refused --hold-time 1 -c 4 \
+	--timeout $((30 * scale))
 tls_check "after the refusals" 200
 ok "stacks back in the pool: $(cat "$tmp/check.cout")"
 await_fds "$pid" "$baseline" || fail "no stacks: $(nfds "$pid") descriptors, $baseline before"
