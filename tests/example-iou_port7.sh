@@ -120,7 +120,7 @@ start_server one -- -a 127.0.0.1 -p 0
 [[ $(cat "$tmp/one.out") == "iou_port7: listening on 127.0.0.1 port $port (tcp+udp, 1 thread)" ]] ||
 	fail "ready line: $(cat "$tmp/one.out")"
 ok "ready: $(cat "$tmp/one.out")"
-baseline=$(nfds "$pid")
+baseline=$(settled_fds "$pid")
 
 printf 'hello, port 7\n' >"$tmp/small"
 socat -t $((2 * scale)) - "TCP:127.0.0.1:$port" <"$tmp/small" >"$tmp/tcp.echo"
@@ -208,7 +208,7 @@ fi
 # under valgrind reactors wait in ppoll() instead, so two threads work there too.
 start_server two -- -a 127.0.0.1 -p 0 -t 2
 [[ $(cat "$tmp/two.out") == *"(tcp+udp, 2 threads)" ]] || fail "ready line: $(cat "$tmp/two.out")"
-baseline=$(nfds "$pid")
+baseline=$(settled_fds "$pid")
 two_load=(--clients 200 --bytes 65536 --reset 20 --udp 100)
 $valgrind && two_load=("${load[@]}")
 "$client" --port "$port" "${two_load[@]}" --timeout $((60 * scale)) \
@@ -220,7 +220,7 @@ stop_server two
 
 # ---- at the descriptor limit ------------------------------------------------------
 start_server limit prlimit --nofile=64:64 -- -a 127.0.0.1 -p 0
-baseline=$(nfds "$pid")
+baseline=$(settled_fds "$pid")
 "$client" --port "$port" --hold 100 --hold-time 2 --expect-refused --timeout $((10 * scale)) \
 	>"$tmp/hold.out" 2>"$tmp/hold.err" &
 holder=$!

@@ -192,7 +192,7 @@ start_server main -- "${ec[@]}" -a 127.0.0.1 --handshake-timeout "$((2 * scale))
 	fail "ready line: $(cat "$tmp/main.out")"
 ok "ready: $(cat "$tmp/main.out")"
 main_pid=$pid
-baseline=$(nfds "$pid")
+baseline=$(settled_fds "$pid")
 
 s_client_echo s13 -tls1_3
 ok "s_client (TLS 1.3) → iou_tlsd: $size random bytes echoed intact"
@@ -365,7 +365,7 @@ stop_server alpn
 
 # ---- limits: --max-conns and --idle-timeout -----------------------------------------------
 start_server limits -- "${ec[@]}" -a 127.0.0.1 --max-conns 3 --idle-timeout $((3 * scale))
-baseline=$(nfds "$pid")
+baseline=$(settled_fds "$pid")
 held=()
 for i in 1 2 3; do
 	session "held$i" "localhost:$port"

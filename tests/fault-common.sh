@@ -111,18 +111,11 @@ start_server() {
 # starts): one probe cycle first, then the count must hold still for half a
 # second.
 baseline_fds() {
-	local tls_args=() n m
+	local tls_args=()
 	[[ $1 == tlsd ]] && tls_args=(--tls --cafile "$certs/ca.pem")
 	"$churn" -p "$port" "${tls_args[@]}" -n 1 -c 1 --timeout $((30 * scale)) \
 		>"$tmp/probe.cout" 2>&1 || fail "probe: $(cat "$tmp/probe.cout")"
-	n=$(nfds "$pid")
-	for _ in $(seq 100); do
-		sleep 0.5
-		m=$(nfds "$pid")
-		((m == n)) && break
-		n=$m
-	done
-	baseline=$n
+	baseline=$(settled_fds "$pid")
 }
 
 # stop_server NAME: SIGTERM must end the server within 5 s (scaled), status 0.

@@ -43,6 +43,21 @@ nfds() {
 	find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
 }
 
+# settled_fds PID: PID's descriptor count once it has held still for half a
+# second (a server opens some just after its ready line: the accept loop
+# keeps a spare descriptor, opened when it first runs).
+settled_fds() {
+	local n m
+	n=$(nfds "$1")
+	for _ in $(seq 100); do
+		sleep 0.5
+		m=$(nfds "$1")
+		((m == n)) && break
+		n=$m
+	done
+	echo "$n"
+}
+
 # wait_grep PATTERN FILE [SECONDS]: until FILE has a line matching PATTERN
 # (SECONDS, default 10, times $scale); 1 if it never does.
 wait_grep() {
