@@ -41,9 +41,12 @@
  * - An idle client costs one fiber and one descriptor for as long as it
  *   stays connected (echo clients may pause); SO_KEEPALIVE lets the kernel
  *   notice a client whose host has vanished.
- * - A client that stops reading while we still have its bytes to return is
- *   given SEND_STALL seconds without progress, then disconnected: without
- *   that bound it would hold a fiber and a descriptor forever.
+ * - A client that stops reading holds at most one ring buffer's worth of
+ *   its echo (16 KiB) in heap memory, beside what the kernel's socket
+ *   buffers take; the ring buffer itself goes back to the others at once.
+ *   If it goes on sending, each further echo waits for the previous one to
+ *   go out, for SEND_STALL at most; then it is disconnected.  One that
+ *   stops reading and sending is an idle client, as above.
  * - With one thread SO_REUSEPORT is not set, so a second server on the same
  *   port fails with "Address already in use" instead of silently sharing it.
  *
@@ -71,17 +74,14 @@
 
 #define DEFAULT_PORT 12345
 
-/* A stalled reader gets this long to accept more of its echo. */
+/* A client that does not read its echo gets this long to make room for more. */
 #define SEND_STALL (60 * IOU_SEC)
 
 /*
  * Connection fibers need little stack: received bytes stay in the reactor's
  * ring of buffers, so a fiber's frames fit in the top page of its stack.
- * Only a client that stops reading gets its echo copied out, into a spill
- * buffer of SPILL_BUFFER bytes allocated then.
  */
 #define CONN_STACK ((size_t)64 * 1024)
-#define SPILL_BUFFER 16384
 
 /* Larger than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6). */
 #define DGRAM_MAX 65536
@@ -140,59 +140,27 @@ static void stop_all(struct worker *w)
 }
 
 /*
- * Send all of @len bytes.  Each send must make progress within SEND_STALL:
- * a client that does not read its echo cannot hold the fiber forever.
+ * Echo the @len bytes just peeked from @s.  The send goes out with the
+ * fiber's next wait (see iou_rstream_forward()), so the fiber parks once
+ * per echo, in the peek.  Only when the client is slow to read does a
+ * forward wait for the previous one, for SEND_STALL at most.
  */
-static int send_all(struct reactor *r, int fd, const char *buf, size_t len)
+static int echo_chunk(struct reactor *r, int fd, struct iou_rstream *s, size_t len)
 {
-	while (len > 0) {
-		int64_t old = fiber_set_deadline(r, iou_deadline_after(SEND_STALL));
-		ssize_t n = iou_send(r, fd, buf, len, 0);
+	int64_t old = fiber_set_deadline(r, iou_deadline_after(SEND_STALL));
+	ssize_t n = iou_rstream_forward(r, s, fd, len);
 
-		fiber_set_deadline(r, old);
-		if (n < 0)
-			return (int)n;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	fiber_set_deadline(r, old);
+	return n < 0 ? (int)n : 0;
 }
 
-/*
- * Echo the @len bytes at @data, which lie in a buffer of the reactor's
- * shared ring, and consume them from @s.  The first send does not wait
- * (MSG_DONTWAIT): it is the whole echo unless the client has stopped
- * reading.  Whatever it leaves is copied to the connection's *@spill (made
- * on first use) before it is sent, so a client that does not read holds no
- * buffer of the shared ring and cannot starve the other connections.
- */
-static int echo_chunk(struct reactor *r, int fd, struct iou_rstream *s, const char *data,
-		      size_t len, char **spill)
+/* End of file: the last echoes must be out before the close. */
+static void echo_flush(struct reactor *r, struct iou_rstream *s)
 {
-	ssize_t n = iou_send(r, fd, data, len, MSG_DONTWAIT);
+	int64_t old = fiber_set_deadline(r, iou_deadline_after(SEND_STALL));
 
-	if (n < 0 && n != -EAGAIN)
-		return (int)n;
-	if (n > 0) {
-		iou_rstream_consume(s, (size_t)n);
-		data += n;
-		len -= (size_t)n;
-	}
-	if (len > 0 && !*spill && !(*spill = malloc(SPILL_BUFFER)))
-		return -ENOMEM;
-	while (len > 0) {
-		size_t k = len < SPILL_BUFFER ? len : SPILL_BUFFER;
-		int ret;
-
-		memcpy(*spill, data, k);
-		iou_rstream_consume(s, k);
-		data += k;
-		len -= k;
-		ret = send_all(r, fd, *spill, k);
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
+	(void)iou_rstream_flush(r, s);
+	fiber_set_deadline(r, old);
 }
 
 /* One TCP connection: echo until end of file, an error, or a cancel. */
@@ -201,7 +169,6 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 	struct worker *w = arg;
 	struct conn c = { .fiber = fiber_self(r) };
 	struct iou_rstream *s = NULL;
-	char *spill = NULL;
 	int on = 1, ret;
 
 	/* Accepted while the worker was being stopped: it missed the cancel. */
@@ -225,15 +192,16 @@ static void echo_conn(struct reactor *r, int fd, void *arg)
 			ssize_t n = iou_rstream_peek(r, s, &data);
 
 			/*
-			 * 0: the client shut down its side (or closed), and all
-			 * it sent has been echoed already; closing completes the
+			 * 0: the client shut down its side (or closed); once
+			 * what it sent is echoed, closing completes the
 			 * half-close.  < 0: reset, stall, cancelled at shutdown.
 			 */
-			if (n <= 0 || echo_chunk(r, fd, s, data, (size_t)n, &spill) < 0)
+			if (n == 0)
+				echo_flush(r, s);
+			if (n <= 0 || echo_chunk(r, fd, s, (size_t)n) < 0)
 				break;
 		}
 		iou_rstream_close(r, s);
-		free(spill);
 	}
 
 	if (c.prev)

@@ -55,8 +55,8 @@
  *   of this: the kernel keeps them in the socket until a request takes
  *   them, and a request is re-armed only after the previous one's last
  *   completion.
- * - One reader at a time: a peek or read while another fiber of the same
- *   stream is parked in one fails with -EBUSY.
+ * - One reader at a time: a peek, read, forward or flush while another
+ *   fiber of the same stream is parked in one fails with -EBUSY.
  * - Deadlines and cancellation bound the waiting, as for every blocking
  *   call: a peek or read that has to wait fails with -ETIMEDOUT once the
  *   caller's deadline passes (IOU_DEADLINE_NOW: data already received is
@@ -215,11 +215,73 @@ void iou_rstream_consume(struct iou_rstream *s, size_t n);
 ssize_t iou_rstream_read(struct reactor *r, struct iou_rstream *s, void *buf, size_t len);
 
 /**
+ * iou_rstream_forward() - send the first @n bytes of the last peek to @fd
+ * without waiting for the send, and consume them.
+ * @fd: a connected stream socket (often the stream's own: an echo), not
+ *      taken over.
+ * @n:  at most what the last iou_rstream_peek() returned, less what was
+ *      consumed since; a larger @n is clamped to that (and to IOU_IO_MAX).
+ *
+ * The loop of a relay or an echo server,
+ *
+ *     while ((n = iou_rstream_peek(r, s, &p)) > 0)
+ *             if (iou_rstream_forward(r, s, out, (size_t)n) < 0)
+ *                     break;
+ *     if (n == 0)
+ *             iou_rstream_flush(r, s);     // the last bytes are out
+ *
+ * parks once per arrival (in the peek) instead of twice: the send goes to
+ * the kernel with the next batch of requests and the caller goes on.  The
+ * bytes are sent in place from the ring buffer, which returns to the ring
+ * when the send ends.  If @fd's send buffer cannot take them all at once
+ * (a peer that reads slowly), the rest is copied to a heap block of the
+ * stream's and sent from there as room appears, so that a slow peer holds
+ * no ring buffer; bytes from a stream's spill or from the plain-receive
+ * fallback are copied to such a block from the start.
+ *
+ * One forward at a time per stream: a forward while the previous one's
+ * bytes are still going out waits for them (parks; outside a fiber,
+ * drives the reactor), bounded by the caller's deadline (-ETIMEDOUT) and
+ * cancellation (-ECANCELED), and then nothing is consumed.  A failure of
+ * the send (the peer reset, say) is kept and returned by every later
+ * forward and flush of @s: the bytes that were forwarded before it may or
+ * may not have reached @fd.  A receive error stays the peek's to report.
+ *
+ * Return: bytes forwarded and consumed (> 0); 0 if @n (clamped) is 0; the
+ * -errno of an earlier forward's send (sticky); -ETIMEDOUT; -ECANCELED
+ * (also in a cancelled fiber that did not have to wait: nothing is sent);
+ * -EBUSY if another fiber is waiting in a peek, read, forward or flush of
+ * @s; -EBADF if @fd is negative; -ENOMEM (the copy of a spill or of the
+ * fallback's buffer); -EOPNOTSUPP if the kernel has no send request;
+ * outside a fiber, -EDEADLK or an -errno of io_uring_enter; the common
+ * errors.  The send's own errors are those of send(2).
+ */
+ssize_t iou_rstream_forward(struct reactor *r, struct iou_rstream *s, int fd, size_t n);
+
+/**
+ * iou_rstream_flush() - wait until every byte forwarded from @s has been
+ * sent, and report how the forwards went.
+ *
+ * Parks while a forward's send is in flight (outside a fiber, drives the
+ * reactor), bounded by the caller's deadline and cancellation; returns at
+ * once if none is.  Call it before iou_rstream_close() when the forwarded
+ * bytes must not be lost (close cancels a send in flight).
+ *
+ * Return: 0 if every forward of @s was sent in full; the sticky -errno of
+ * the first send that failed; -ETIMEDOUT or -ECANCELED (the send goes on);
+ * -EBUSY as iou_rstream_forward(); outside a fiber, -EDEADLK or an -errno
+ * of io_uring_enter; the common errors.
+ */
+int iou_rstream_flush(struct reactor *r, struct iou_rstream *s);
+
+/**
  * iou_rstream_close() - stop receiving and free @s.
  *
  * Cancels the receive request if it is armed and waits for its last
  * completion (so the kernel never writes into the ring for @s afterwards),
- * ignoring the caller's deadline and cancellation; returns every buffer @s
+ * ignoring the caller's deadline and cancellation; likewise cancels and
+ * waits for a forward's send in flight (forwarded bytes not sent yet are
+ * lost: iou_rstream_flush() first to keep them); returns every buffer @s
  * holds to the ring; frees @s.  Bytes received but not consumed are
  * discarded; bytes the kernel had not handed over stay in the socket.
  * Does not close the descriptor.  May suspend briefly (the cancellation);

@@ -319,6 +319,7 @@ static inline bool iou__has_op(const struct reactor *r, unsigned op)
 /* op.c */
 int iou__op_begin(struct reactor *r, unsigned opcode, struct iou__op *op,
 		  struct io_uring_sqe **sqe);
+int iou__op_prepare(struct reactor *r, struct iou__op *op, struct io_uring_sqe **sqe);
 int iou__op_run(struct reactor *r, struct iou__op *op, struct io_uring_sqe *sqe);
 int iou__op_start(struct reactor *r, struct iou__op *op, struct io_uring_sqe *sqe);
 int iou__op_finish(struct reactor *r, struct iou__op *op);

@@ -63,6 +63,27 @@ static void op_abort(struct reactor *r, struct iou__wait *w)
 	}
 }
 
+/* Reset @op and find it a ring slot, or a place in the FIFO. */
+static inline int prepare(struct reactor *r, struct iou__op *op, struct io_uring_sqe **sqe)
+{
+	op->wait = (struct iou__wait){ .abort = op_abort };
+	op->complete = NULL;
+	op->cancel_queued = op->cancel_sent = false;
+	op->res = 0;
+	op->cqe_flags = 0;
+	/* FIFO: once anyone waits for a slot, newcomers queue behind them. */
+	if (iou__likely(!r->staged.head)) {
+		*sqe = io_uring_get_sqe(&r->ring);
+		if (iou__likely(*sqe != NULL)) {
+			op->state = IOU_OP_SUBMITTED;
+			return 0;
+		}
+	}
+	op->state = IOU_OP_STAGED;
+	*sqe = &op->sqe;
+	return 0;
+}
+
 /*
  * Begin an @opcode operation on @r from the calling context: check that the
  * kernel has it, that the caller may block here and has not been
@@ -82,22 +103,17 @@ int iou__op_begin(struct reactor *r, unsigned opcode, struct iou__op *op,
 	f = r->current;
 	if (iou__unlikely(f && f->cancelled))
 		return -ECANCELED;
-	op->wait = (struct iou__wait){ .abort = op_abort };
-	op->complete = NULL;
-	op->cancel_queued = op->cancel_sent = false;
-	op->res = 0;
-	op->cqe_flags = 0;
-	/* FIFO: once anyone waits for a slot, newcomers queue behind them. */
-	if (iou__likely(!r->staged.head)) {
-		*sqe = io_uring_get_sqe(&r->ring);
-		if (iou__likely(*sqe != NULL)) {
-			op->state = IOU_OP_SUBMITTED;
-			return 0;
-		}
-	}
-	op->state = IOU_OP_STAGED;
-	*sqe = &op->sqe;
-	return 0;
+	return prepare(r, op, sqe);
+}
+
+/*
+ * iou__op_begin() without its checks: for a request that the library
+ * submits again from a completion callback, where whichever fiber happens
+ * to be current has nothing to do with it.
+ */
+int iou__op_prepare(struct reactor *r, struct iou__op *op, struct io_uring_sqe **sqe)
+{
+	return prepare(r, op, sqe);
 }
 
 /* Hand the prepared operation to the ring (or the FIFO); does not wait. */

@@ -82,6 +82,7 @@
 struct rxbuf {
 	uint32_t len;  /* bytes the kernel put in it */
 	uint16_t next; /* the next buffer in the same stream's queue, or NO_BUF */
+	bool sending;  /* a forward's send reads from it: not the ring's until it ends */
 };
 
 struct iou_bufring {
@@ -135,9 +136,29 @@ struct iou_rstream {
 	struct iou__wait *closer; /* a close waiting for the last completion, or NULL */
 	struct iou_rstream *prev, *next;   /* br->streams */
 	struct iou_rstream *sprev, *snext; /* br's starved list */
+	/*
+	 * The forward (iou_rstream_forward()): at most one send in flight,
+	 * from a ring buffer (@bid) until a partial send moves the rest to
+	 * @heap.  Sent from completion callbacks; nobody parks on it unless a
+	 * forward, flush or close waits for it to end (@waiter).
+	 */
+	struct {
+		struct iou__op op;	  /* the send */
+		const char *p;		  /* its unsent bytes */
+		uint32_t len;
+		int fd;			  /* where they go */
+		int err;		  /* the first failure: sticky */
+		uint16_t bid;		  /* the ring buffer @p lies in, or NO_BUF */
+		bool busy;		  /* a send in flight or staged */
+		bool stopping;		  /* close cancelled it: do not send the rest */
+		bool released;		  /* @bid left the queue: its end returns it */
+		char *heap;		  /* malloc'd copy of what @p points into, or NULL */
+		struct iou__wait *waiter; /* a call waiting for the send to end */
+	} fw;
 };
 
 #define stream_of(op) ((struct iou_rstream *)((char *)(op)-offsetof(struct iou_rstream, op)))
+#define stream_of_fw(op) ((struct iou_rstream *)((char *)(op)-offsetof(struct iou_rstream, fw.op)))
 
 /* The checks every call makes on its reactor and object's owner. */
 static int check(struct reactor *r, const struct reactor *owner)
@@ -215,21 +236,15 @@ static void enqueue(struct iou_bufring *br, struct iou_rstream *s, unsigned bid,
 }
 
 /*
- * Give @s's oldest buffer back to the ring; the readers waiting for a
- * buffer then try again (every one: which of them has data waiting in its
- * socket is unknown, and those that find the ring dry again wait again).
+ * Give buffer @bid, which no stream queues any more, back to the ring; the
+ * readers waiting for a buffer then try again (every one: which of them
+ * has data waiting in its socket is unknown, and those that find the ring
+ * dry again wait again).
  */
-static void release_head(struct reactor *r, struct iou_bufring *br, struct iou_rstream *s)
+static void give_back(struct reactor *r, struct iou_bufring *br, unsigned bid)
 {
-	unsigned bid = s->head;
 	struct iou_rstream *w;
 
-	s->head = br->bufs[bid].next;
-	if (s->head == NO_BUF)
-		s->tail = NO_BUF;
-	s->off = 0;
-	s->head_first = false; /* the spill, if any, is next */
-	s->held--;
 	br->held--;
 	recycle(br, bid);
 	while ((w = br->starved_head)) {
@@ -237,6 +252,26 @@ static void release_head(struct reactor *r, struct iou_bufring *br, struct iou_r
 		if (w->reader && !r->closing)
 			iou__wake(r, w->reader);
 	}
+}
+
+/*
+ * Take @s's oldest buffer off its queue and give it back, unless a
+ * forward's send still reads from it: then the send's end gives it back.
+ */
+static void release_head(struct reactor *r, struct iou_bufring *br, struct iou_rstream *s)
+{
+	unsigned bid = s->head;
+
+	s->head = br->bufs[bid].next;
+	if (s->head == NO_BUF)
+		s->tail = NO_BUF;
+	s->off = 0;
+	s->head_first = false; /* the spill, if any, is next */
+	s->held--;
+	if (br->bufs[bid].sending)
+		s->fw.released = true;
+	else
+		give_back(r, br, bid);
 }
 
 /* ---- the request ------------------------------------------------------------------- */
@@ -355,7 +390,8 @@ static void on_completion(struct reactor *r, struct iou__op *op, const struct io
  */
 static unsigned spill(struct reactor *r, struct iou_bufring *br, struct iou_rstream *t)
 {
-	bool keep = t->peeked > 0;
+	/* Bytes the reader is using, or a forward is sending, stay put. */
+	bool keep = t->peeked > 0 || (t->held && br->bufs[t->head].sending);
 	size_t old = t->spill ? t->spill_len - t->spill_off : 0;
 	uint32_t skip = keep ? 0 : t->off;
 	unsigned back = 0, first;
@@ -583,6 +619,7 @@ void iou__rstreams_fini(struct reactor *r)
 			br->streams = s->next;
 			free(s->buf);
 			free(s->spill);
+			free(s->fw.heap);
 			free(s);
 		}
 		ring_free(r, br);
@@ -619,6 +656,7 @@ IOU_API int iou_rstream_open(struct reactor *r, int fd, struct iou_bufring *br,
 	s->br = br;
 	s->fd = fd;
 	s->head = s->tail = NO_BUF;
+	s->fw.bid = NO_BUF;
 	s->fallback = !br->ring;
 	if (s->fallback) {
 		s->buf = malloc(br->size);
@@ -637,6 +675,12 @@ IOU_API int iou_rstream_open(struct reactor *r, int fd, struct iou_bufring *br,
 		(void)arm(r, s);
 	*out = s;
 	return 0;
+}
+
+/* A fiber is parked in a call on @s: the others get -EBUSY. */
+static inline bool in_use(const struct iou_rstream *s)
+{
+	return s->busy || s->fw.waiter;
 }
 
 /* Park the reader until on_completion() or a returned buffer wakes it. */
@@ -767,7 +811,7 @@ IOU_API ssize_t iou_rstream_peek(struct reactor *r, struct iou_rstream *s, const
 		return ret;
 	if (!data)
 		return -EINVAL;
-	if (s->busy)
+	if (in_use(s))
 		return -EBUSY;
 	return peek(r, s, data);
 }
@@ -820,7 +864,7 @@ IOU_API ssize_t iou_rstream_read(struct reactor *r, struct iou_rstream *s, void 
 		return ret;
 	if (!buf && len)
 		return -EFAULT;
-	if (s->busy)
+	if (in_use(s))
 		return -EBUSY;
 	if (!len)
 		return 0;
@@ -843,6 +887,219 @@ IOU_API ssize_t iou_rstream_read(struct reactor *r, struct iou_rstream *s, void 
 	return got ? (ssize_t)got : n;
 }
 
+/* ---- forwarding -------------------------------------------------------------------- */
+
+static void on_sent(struct reactor *r, struct iou__op *op, const struct io_uring_cqe *cqe);
+
+/* Put the forward's send (what @s->fw.p holds) in the ring; 0 or why it could not. */
+static int fw_send(struct reactor *r, struct iou_rstream *s, int flags, bool checked)
+{
+	struct io_uring_sqe *sqe;
+	int ret = checked ? iou__op_begin(r, IORING_OP_SEND, &s->fw.op, &sqe)
+			  : iou__op_prepare(r, &s->fw.op, &sqe);
+
+	if (ret < 0)
+		return ret;
+	s->fw.op.complete = on_sent;
+	io_uring_prep_send(sqe, s->fw.fd, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
+	iou__op_start(r, &s->fw.op, sqe);
+	return 0;
+}
+
+/* The send no longer reads from its ring buffer: the ring may have it back. */
+static void fw_unpin(struct reactor *r, struct iou_rstream *s)
+{
+	struct iou_bufring *br = s->br;
+	unsigned bid = s->fw.bid;
+
+	if (bid == NO_BUF)
+		return;
+	br->bufs[bid].sending = false;
+	if (s->fw.released)
+		give_back(r, br, bid);
+	s->fw.bid = NO_BUF;
+	s->fw.released = false;
+}
+
+/* The forward has ended with @err (0: every byte went out). */
+static void fw_end(struct reactor *r, struct iou_rstream *s, int err)
+{
+	fw_unpin(r, s);
+	free(s->fw.heap);
+	s->fw.heap = NULL;
+	s->fw.p = NULL;
+	s->fw.len = 0;
+	if (err && !s->fw.err)
+		s->fw.err = err;
+	s->fw.busy = false;
+	if (s->fw.waiter && !r->closing)
+		iou__wake(r, s->fw.waiter);
+}
+
+/*
+ * Every completion of a forward's send, from the reaper.  A send that
+ * left bytes behind met a peer that reads slowly (the first send does not
+ * wait for room): the rest is copied off the ring, so that the slow peer
+ * holds heap memory rather than a buffer other streams need, and sent by
+ * a send that waits for room.
+ */
+static void on_sent(struct reactor *r, struct iou__op *op, const struct io_uring_cqe *cqe)
+{
+	struct iou_rstream *s = stream_of_fw(op);
+	int res = cqe->res;
+
+	if (res > 0) {
+		s->fw.p += res;
+		s->fw.len -= (uint32_t)res;
+	}
+	if (!s->fw.len) {
+		fw_end(r, s, 0);
+		return;
+	}
+	if (r->closing || s->fw.stopping || (res < 0 && res != -EAGAIN) || res == 0) {
+		/* A stream send that takes nothing without an error: treat as broken. */
+		fw_end(r, s, res < 0 ? res : -EPIPE);
+		return;
+	}
+	if (s->fw.bid != NO_BUF) {
+		char *h = malloc(s->fw.len);
+
+		if (!h) {
+			fw_end(r, s, -ENOMEM);
+			return;
+		}
+		memcpy(h, s->fw.p, s->fw.len);
+		fw_unpin(r, s);
+		s->fw.heap = h;
+		s->fw.p = h;
+	}
+	res = fw_send(r, s, 0, false);
+	if (res < 0)
+		fw_end(r, s, res);
+}
+
+/*
+ * Wait until no forward of @s is in flight.  @hard: ignoring the caller's
+ * deadline and cancellation (close).  Return: 0, -ETIMEDOUT, -ECANCELED,
+ * or outside a fiber an error of driving the reactor.
+ */
+static int fw_wait(struct reactor *r, struct iou_rstream *s, bool hard)
+{
+	while (s->fw.busy) {
+		struct iou__wait w = { .hard = hard };
+		int ret;
+
+		s->fw.waiter = &w;
+		ret = iou__wait(r, &w);
+		s->fw.waiter = NULL;
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* Close: cancel the send in flight without waiting (see stop()). */
+static void fw_stop(struct reactor *r, struct iou_rstream *s)
+{
+	if (!s->fw.busy || s->fw.stopping)
+		return;
+	s->fw.stopping = true;
+	iou__interrupt(r, &s->fw.op.wait, -ECANCELED);
+	/* Still in the FIFO: it never reached the kernel and ends now. */
+	if (s->fw.op.state == IOU_OP_DONE)
+		fw_end(r, s, -ECANCELED);
+}
+
+/*
+ * Park a forward or flush behind the send in flight.  Not "busy": its
+ * queued buffers may be reclaimed meanwhile (a client that does not read
+ * its echo must not keep ring buffers), and fw.waiter keeps other callers
+ * out.
+ */
+static int fw_await(struct reactor *r, struct iou_rstream *s)
+{
+	return s->fw.busy ? fw_wait(r, s, false) : 0;
+}
+
+IOU_API ssize_t iou_rstream_forward(struct reactor *r, struct iou_rstream *s, int fd, size_t n)
+{
+	const char *p;
+	char *heap = NULL;
+	uint16_t bid = NO_BUF;
+	int ret = check(r, s ? s->r : NULL);
+
+	if (ret < 0)
+		return ret;
+	if (fd < 0)
+		return -EBADF;
+	if (in_use(s))
+		return -EBUSY;
+	ret = fw_await(r, s);
+	if (ret < 0)
+		return ret;
+	if (s->fw.err)
+		return s->fw.err;
+	if (n > s->peeked)
+		n = s->peeked;
+	if (n > IOU_IO_MAX)
+		n = IOU_IO_MAX;
+	if (!n)
+		return 0;
+	if (s->fallback) {
+		p = s->buf + s->off;
+	} else if (s->spill && !s->head_first) {
+		p = s->spill + s->spill_off;
+	} else {
+		p = buf_at(s->br, s->head) + s->off;
+		bid = s->head;
+	}
+	/*
+	 * The fallback's buffer is reused by the next receive and a spill is
+	 * freed or moved once read: the send gets a copy of those bytes.  A
+	 * ring buffer is lent as it is, and comes back when the send ends.
+	 */
+	if (bid == NO_BUF) {
+		heap = malloc(n);
+		if (!heap)
+			return -ENOMEM;
+		memcpy(heap, p, n);
+		p = heap;
+	}
+	s->fw.p = p;
+	s->fw.len = (uint32_t)n;
+	s->fw.fd = fd;
+	ret = fw_send(r, s, MSG_DONTWAIT, true);
+	if (ret < 0) {
+		free(heap);
+		s->fw.p = NULL;
+		s->fw.len = 0;
+		return ret;
+	}
+	s->fw.heap = heap;
+	s->fw.bid = bid;
+	s->fw.released = false;
+	s->fw.stopping = false;
+	s->fw.busy = true;
+	if (bid != NO_BUF)
+		s->br->bufs[bid].sending = true;
+	iou_rstream_consume(s, n);
+	return (ssize_t)n;
+}
+
+IOU_API int iou_rstream_flush(struct reactor *r, struct iou_rstream *s)
+{
+	int ret = check(r, s ? s->r : NULL);
+
+	if (ret < 0)
+		return ret;
+	if (in_use(s))
+		return -EBUSY;
+	ret = fw_await(r, s);
+	if (ret < 0)
+		return ret;
+	return s->fw.err;
+}
+
 IOU_API int iou_rstream_close(struct reactor *r, struct iou_rstream *s)
 {
 	struct iou_bufring *br;
@@ -850,11 +1107,14 @@ IOU_API int iou_rstream_close(struct reactor *r, struct iou_rstream *s)
 
 	if (ret < 0)
 		return ret;
-	if (s->busy)
+	if (in_use(s))
 		return -EBUSY;
 	br = s->br;
-	/* The kernel must be done with the request before its record goes. */
+	/* The kernel must be done with both requests before their records go. */
 	stop(r, s);
+	fw_stop(r, s);
+	while (s->fw.busy)
+		(void)fw_wait(r, s, true);
 	while (s->armed) {
 		struct iou__wait w = { .hard = true };
 
