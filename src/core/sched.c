@@ -28,6 +28,8 @@ void iou__wake(struct reactor *r, struct iou__wait *w)
 		return;
 	w->done = true;
 	if (w->fiber) {
+		/* It runs after the rest of this batch: time for its lines to arrive. */
+		iou__fiber_prefetch(w->fiber, w);
 		iou__runq_push(r, w->fiber);
 	} else {
 		/* The thread's own context waits: hand control back soon. */

@@ -67,13 +67,36 @@ static iou__always_inline void iou__runq_push(struct reactor *r, struct fiber *f
 	r->runq_tail = f;
 }
 
+/*
+ * Ask for the cache lines a switch to @f reads: its saved registers and
+ * flags, and the stack frames around the wait it parked in.  With
+ * thousands of parked fibers these are cold (every fiber's stack is a page
+ * of its own), and a miss costs more than the rest of a switch.
+ */
+static iou__always_inline void iou__fiber_prefetch(const struct fiber *f, const void *wait)
+{
+	const char *p = (const char *)f, *w = (const char *)wait;
+
+	__builtin_prefetch(p);
+	__builtin_prefetch(p + 64);
+	__builtin_prefetch(p + 256);
+	/* The frames it resumes in: the parking code's just below the wait record, its callers' above. */
+	__builtin_prefetch(w - 192);
+	__builtin_prefetch(w - 128);
+	__builtin_prefetch(w - 64);
+	__builtin_prefetch(w + 64);
+	__builtin_prefetch(w + 128);
+}
+
 static iou__always_inline struct fiber *iou__runq_pop(struct reactor *r)
 {
 	struct fiber *f = r->runq_head;
 
 	if (f) {
-		r->runq_head = f->next;
-		if (!r->runq_head)
+		struct fiber *g = f->next;
+
+		r->runq_head = g;
+		if (!g)
 			r->runq_tail = NULL;
 	}
 	return f;
