@@ -10,17 +10,31 @@
  * and resumes when a buffer comes back, and nothing is lost; idle streams
  * reclaimed (spilled) so that a reader that reads is served at once, with
  * the bytes a reader is using left in place and every byte read back in
- * order; the
- * per-stream limit leaving data in the socket; deadlines (-ETIMEDOUT, and
- * IOU_DEADLINE_NOW) and cancellation (-ECANCELED) of a waiting peek with
- * the stream usable afterwards; one reader at a time (-EBUSY); close while
- * the request is armed and while buffers are queued (they return: the next
- * stream gets the whole ring); 1,000 connections echoed by fibers through
- * streams on the default ring; reactor_run() not held up by armed streams;
- * destroying a ring in use (-EBUSY); reactor teardown with open streams
- * and rings (explicit and at thread exit: no leak, no descriptor left);
- * and bad arguments.  CTest runs it twice: as is (multishot receive into
- * buffer rings) and with IOU_MULTISHOT=0 (the plain-receive fallback).
+ * order; the per-stream limit leaving data in the socket; deadlines
+ * (-ETIMEDOUT, and IOU_DEADLINE_NOW) and cancellation (-ECANCELED) of a
+ * waiting peek with the stream usable afterwards; one reader at a time
+ * (-EBUSY); close while the request is armed and while buffers are queued
+ * (they return: the next stream gets the whole ring); 1,000 connections
+ * echoed by fibers through streams on the default ring; reactor_run() not
+ * held up by armed streams; destroying a ring in use (-EBUSY); reactor
+ * teardown with open streams and rings (explicit and at thread exit: no
+ * leak, no descriptor left); and bad arguments.  Forwarding
+ * (iou_rstream_forward/flush): relays from one socket pair to another, in
+ * random-sized parts of each peek, checked byte for byte by a plain
+ * receiver, on the default ring and on a 4-buffer ring shared by three
+ * relays with slow peers (buffers pinned by sends while the ring runs dry;
+ * all back in the end); peers that do not read: a forward that waits for
+ * the previous send times out consuming nothing, stalled sends give their
+ * ring buffers back so other streams on the ring keep flowing, and every
+ * byte arrives once the peers read; errors (a peer gone: -EPIPE or
+ * -ECONNRESET, sticky), -EBUSY both ways with a parked peek or forward,
+ * cancelled fibers (-ECANCELED, nothing consumed or sent), bad arguments,
+ * and a read leaving nothing to forward; close with a send stalled (prompt,
+ * the unsent rest lost) and after a flush (nothing lost); forwarding from
+ * the thread's own context; reactor teardown with sends in flight and a
+ * fiber parked in a forward.  CTest runs it twice: as is (multishot
+ * receive into buffer rings) and with IOU_MULTISHOT=0 (the plain-receive
+ * fallback, where forward sends a heap copy).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -1325,6 +1339,1017 @@ static int test_reactor_options(void)
 	return test_in_thread(options_body);
 }
 
+/* ---- forwarding --------------------------------------------------------- */
+
+/*
+ * Small socket buffers on both ends of a pair (@out sends, @in receives): a
+ * peer that does not read soon stalls sends.  TCP over loopback crawls with
+ * buffers much below 64 KiB (its window and acknowledgement timers).
+ */
+static int socket_buffers(int out, int in, int size)
+{
+	ASSERT_EQ(setsockopt(out, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+	ASSERT_EQ(setsockopt(in, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
+	return 0;
+}
+
+static int small_buffers(int out, int in)
+{
+	return socket_buffers(out, in, 4096);
+}
+
+/* Bytes readable on @fd now, read without waiting and compared with @want; -EILSEQ on a mismatch. */
+static ssize_t drain_now(int fd, const unsigned char *want, size_t len)
+{
+	unsigned char buf[4096];
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0)
+			return n < 0 ? -errno : (ssize_t)got;
+		if (got + (size_t)n > len || memcmp(buf, want + got, (size_t)n))
+			return -EILSEQ;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/*
+ * Forward what @s receives -- @want[*@off..@len) -- to @out, each peek whole,
+ * until a forward has to wait because @out's peer does not read: that one
+ * fails with -ETIMEDOUT at its deadline and leaves its bytes in place,
+ * which *@p and *@n describe.  *@off counts the bytes forwarded.
+ */
+static int forward_until_stalled(struct reactor *r, struct iou_rstream *s, int out,
+				 const unsigned char *want, size_t len, size_t *off, const void **p,
+				 ssize_t *n)
+{
+	for (;;) {
+		ssize_t k;
+
+		fiber_set_deadline(r, iou_deadline_after(GUARD));
+		*n = iou_rstream_peek(r, s, p);
+		fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+		ASSERT_GT(*n, 0); /* the data ran out before the peer's buffers filled */
+		ASSERT_LE(*off + (size_t)*n, len);
+		ASSERT_TRUE(!memcmp(*p, want + *off, (size_t)*n));
+		fiber_set_deadline(r, iou_deadline_after(30 * IOU_MSEC * test_slowdown()));
+		k = iou_rstream_forward(r, s, out, (size_t)*n);
+		fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+		if (k == -ETIMEDOUT)
+			return 0;
+		ASSERT_EQ(k, *n);
+		*off += (size_t)k;
+	}
+}
+
+/* Peeking again returns what the last peek did: nothing was consumed. */
+static int same_peek(struct reactor *r, struct iou_rstream *s, const void *p, ssize_t n)
+{
+	const void *q;
+
+	fiber_set_deadline(r, IOU_DEADLINE_NOW); /* queued: no wait */
+	ASSERT_EQ(iou_rstream_peek(r, s, &q), n);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_PTR_EQ(q, p);
+	return 0;
+}
+
+/* A relay: a stream on @rfd forwards all it receives to @out, in random-sized parts. */
+struct relay {
+	int rfd, out;
+	struct iou_bufring *br;
+	struct iou_rstream *st;	   /* opened by the relay if NULL */
+	const unsigned char *data; /* what the stream must see */
+	size_t len;
+	uint64_t seed;
+	size_t fwd;	 /* bytes forwarded, in order */
+	ssize_t end;	 /* the last peek's result (0: end of stream) */
+	int flushed;	 /* flush's result after the end */
+	bool forwarding; /* inside iou_rstream_forward() */
+	bool done;
+};
+
+/*
+ * Peek, check, forward a random part (the whole peek half the time, so a
+ * buffer is often forwarded in pieces), until end of stream; then flush,
+ * close the stream and shut @out down for writing.
+ */
+static int relay_run(struct reactor *r, struct relay *x)
+{
+	uint64_t s = seeded(x->seed ^ 0xf0);
+
+	x->end = 1;
+	x->flushed = 1;
+	if (!x->st)
+		ASSERT_EQ(iou_rstream_open(r, x->rfd, x->br, &x->st), 0);
+	for (;;) {
+		const void *p;
+		ssize_t n = iou_rstream_peek(r, x->st, &p), k;
+		size_t part;
+
+		if (n <= 0) {
+			x->end = n;
+			break;
+		}
+		part = xorshift(&s) % 2 ? (size_t)n : between(&s, 1, (size_t)n);
+		ASSERT_LE(x->fwd + part, x->len);
+		ASSERT_TRUE(!memcmp(p, x->data + x->fwd, part));
+		x->forwarding = true;
+		k = iou_rstream_forward(r, x->st, x->out, part);
+		x->forwarding = false;
+		ASSERT_EQ(k, (ssize_t)part);
+		x->fwd += part;
+	}
+	x->flushed = iou_rstream_flush(r, x->st);
+	ASSERT_EQ(iou_rstream_close(r, x->st), 0);
+	x->st = NULL;
+	ASSERT_EQ(shutdown(x->out, SHUT_WR), 0);
+	x->done = true;
+	return 0;
+}
+
+static void *relay_fiber(void *arg)
+{
+	FIBER_CHECK(relay_run(reactor_get(), arg) == 0);
+	return NULL;
+}
+
+/* Reads @fd with plain receives of random sizes until end of stream, checking every byte. */
+struct sink {
+	int fd;
+	const unsigned char *data;
+	size_t len;
+	uint64_t seed;
+	int slow;    /* sleep this many ms every 8 receives */
+	size_t got;  /* bytes received, in order */
+	ssize_t end; /* the last receive's result (0: end of stream) */
+};
+
+static void *sink(void *arg)
+{
+	struct sink *k = arg;
+	struct reactor *r = reactor_get();
+	uint64_t s = seeded(k->seed ^ 0x51);
+	unsigned char *buf = malloc(65536);
+	unsigned steps = 0;
+
+	FIBER_CHECK(buf != NULL);
+	k->end = 1;
+	while (buf) {
+		ssize_t n = iou_recv(r, k->fd, buf, between(&s, 1, 65536), 0);
+
+		if (n <= 0) {
+			k->end = n;
+			break;
+		}
+		if (k->got + (size_t)n > k->len || memcmp(buf, k->data + k->got, (size_t)n)) {
+			FIBER_CHECK(!"relayed bytes differ from those sent");
+			break;
+		}
+		k->got += (size_t)n;
+		if (k->slow && ++steps % 8 == 0)
+			fiber_sleep(r, k->slow * IOU_MSEC);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* One relay's sockets and bookkeeping: A (sender -> stream), B (forward -> sink). */
+struct relay_set {
+	int a_rd, a_wr, b_out, b_in;
+	unsigned char *data;
+	struct xfer x; /* the sender into A */
+	struct relay rl;
+	struct sink k;
+};
+
+static int relay_set_open(struct relay_set *c, struct iou_bufring *br, size_t len, uint64_t seed,
+			  bool tcp)
+{
+	*c = (struct relay_set){ .a_rd = -1 };
+	c->data = malloc(len ? len : 1);
+	ASSERT_TRUE(c->data != NULL);
+	fill_random(c->data, len, seed);
+	ASSERT_EQ(tcp ? tcp_pair(&c->a_rd, &c->a_wr) : unix_pair(&c->a_rd, &c->a_wr), 0);
+	ASSERT_EQ(tcp ? tcp_pair(&c->b_out, &c->b_in) : unix_pair(&c->b_out, &c->b_in), 0);
+	c->x = (struct xfer){ .wfd = c->a_wr, .data = c->data, .len = len, .seed = seed };
+	c->rl = (struct relay){ .rfd = c->a_rd,
+				.out = c->b_out,
+				.br = br,
+				.data = c->data,
+				.len = len,
+				.seed = seed,
+				.end = 1,
+				.flushed = 1 };
+	c->k = (struct sink){ .fd = c->b_in, .data = c->data, .len = len, .seed = seed, .end = 1 };
+	return 0;
+}
+
+/* Everything arrived, in order, and the relay saw a clean end; then close the sockets. */
+static int relay_set_check_close(struct relay_set *c)
+{
+	ASSERT_TRUE(c->rl.done);
+	ASSERT_EQ(c->rl.end, 0);
+	ASSERT_EQ(c->rl.flushed, 0);
+	ASSERT_EQ(c->rl.fwd, c->rl.len);
+	ASSERT_EQ(c->k.end, 0);
+	ASSERT_EQ(c->k.got, c->rl.len);
+	ASSERT_EQ(close(c->a_rd), 0);
+	ASSERT_EQ(close(c->a_wr), 0);
+	ASSERT_EQ(close(c->b_out), 0);
+	ASSERT_EQ(close(c->b_in), 0);
+	free(c->data);
+	return 0;
+}
+
+/*
+ * Every buffer of @br (@count of @size bytes) is back in the ring: a new
+ * stream takes @count * @size bytes written at once, leaving nothing in the
+ * socket (a buffer pinned for good by a forward would leave @size there).
+ */
+static int ring_is_whole(struct reactor *r, struct iou_bufring *br, unsigned count, size_t size)
+{
+	size_t len = count * size;
+	unsigned char *want = malloc(len);
+	struct iou_rstream *s;
+	int a = -1, b = -1;
+
+	ASSERT_TRUE(want != NULL);
+	fill_random(want, len, 99);
+	ASSERT_EQ(unix_pair(&a, &b), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, br, &s), 0);
+	ASSERT_EQ(write_all(b, want, len), 0);
+	ASSERT_EQ(fiber_sleep(r, 20 * IOU_MSEC), 0);
+	if (!fallback())
+		ASSERT_EQ(inq(a), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(read_check(r, s, want, len), (ssize_t)len);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(close(b), 0);
+	free(want);
+	return 0;
+}
+
+/*
+ * Join the @n fibers @f within @ns; if they are not all done by then (a
+ * reader starved for good, a send that never ends), cancel the rest, join
+ * them and fail rather than hang.
+ */
+static int join_within(struct reactor *r, struct fiber **f, int n, int64_t ns)
+{
+	int i = 0;
+
+	fiber_set_deadline(r, iou_deadline_after(ns));
+	for (; i < n; i++) {
+		int ret = fiber_join(f[i], NULL);
+
+		if (ret < 0) {
+			ASSERT_EQ(ret, -ETIMEDOUT);
+			break;
+		}
+	}
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	if (i == n)
+		return 0;
+	for (int k = i; k < n; k++)
+		ASSERT_EQ(fiber_cancel(f[k]), 0);
+	for (int k = i; k < n; k++)
+		ASSERT_EQ(fiber_join(f[k], NULL), 0);
+	ASSERT_TRUE(!"fibers still running at their deadline (cancelled)");
+	return 1;
+}
+
+/* @n relays at once on @br, each of @len bytes; @slow: the sinks dawdle. */
+static int relays(struct iou_bufring *br, int n, size_t len, uint64_t seed, int slow)
+{
+	struct reactor *r = reactor_get();
+	struct relay_set c[3];
+	struct fiber *f[3 * 3];
+
+	ASSERT_LE(n, 3);
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(relay_set_open(&c[i], br, len, seed + (uint64_t)i, i % 2 == 0), 0);
+		if (slow) {
+			/* Small socket buffers too: sends stall and finish from the heap. */
+			c[i].k.slow = slow + i;
+			ASSERT_EQ(socket_buffers(c[i].b_out, c[i].b_in, i % 2 ? 4096 : 65536), 0);
+		}
+		ASSERT_EQ(fiber_spawn(r, sender, &c[i].x, &f[3 * i]), 0);
+		ASSERT_EQ(fiber_spawn(r, relay_fiber, &c[i].rl, &f[3 * i + 1]), 0);
+		ASSERT_EQ(fiber_spawn(r, sink, &c[i].k, &f[3 * i + 2]), 0);
+	}
+	ASSERT_EQ(join_within(r, f, 3 * n, 3 * GUARD), 0);
+	ASSERT_EQ(reactor_run(r), 0);
+	ASSERT_NO_FIBER_FAILURES();
+	for (int i = 0; i < n; i++)
+		ASSERT_EQ(relay_set_check_close(&c[i]), 0);
+	return 0;
+}
+
+/* Several MiB relayed from one socket pair to another, byte for byte. */
+static int test_forward_relay_default_ring(void)
+{
+	return relays(NULL, 1, ((size_t)8 << 20) / scale_down(), 80, 0);
+}
+
+/*
+ * Three relays sharing a 4-buffer ring, their sinks reading slowly: a
+ * buffer is pinned while its send goes on, the ring keeps running dry
+ * with buffers pinned, and every buffer comes back in the end.
+ */
+static int test_forward_relay_small_ring(void)
+{
+	struct reactor *r = reactor_get();
+	struct iou_bufring *br;
+
+	ASSERT_EQ(iou_bufring_create(r, 4, 4096, &br), 0);
+	if (relays(br, 1, ((size_t)2 << 20) / scale_down(), 90, 0))
+		return 1;
+	if (ring_is_whole(r, br, 4, 4096))
+		return 1;
+	if (relays(br, 3, ((size_t)2 << 20) / scale_down(), 100, 1))
+		return 1;
+	if (ring_is_whole(r, br, 4, 4096))
+		return 1;
+	ASSERT_EQ(iou_bufring_destroy(r, br), 0);
+	return 0;
+}
+
+/*
+ * Peers that do not read: a forward waits for the previous one's send
+ * (bounded by the deadline, consuming nothing; flush likewise), relays
+ * keep calling forward and park in it, and another stream on their
+ * 4-buffer ring keeps flowing meanwhile.  Then the peers read, and every
+ * byte arrives in order.
+ */
+static int test_forward_slow_consumer(void)
+{
+	struct reactor *r = reactor_get();
+	enum {
+		N = 2
+	};
+	size_t len = ((size_t)512 << 10) / scale_down();
+	struct relay_set c[N];
+	struct fiber *f[3 * N];
+	struct iou_bufring *br;
+	struct iou_rstream *t;
+	struct xfer tx;
+	unsigned char *tdata = malloc(len);
+	const void *p, *q;
+	size_t off = 0;
+	ssize_t n;
+	int ta = -1, tb = -1;
+
+	ASSERT_TRUE(tdata != NULL);
+	ASSERT_EQ(iou_bufring_create(r, 4, 4096, &br), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(relay_set_open(&c[i], br, len, 110 + (uint64_t)i, false), 0);
+		ASSERT_EQ(small_buffers(c[i].b_out, c[i].b_in), 0);
+		ASSERT_EQ(fiber_spawn(r, sender, &c[i].x, &f[3 * i]), 0);
+	}
+	/* By hand first: forward until a forward waits; it times out, consuming nothing. */
+	ASSERT_EQ(iou_rstream_open(r, c[0].a_rd, br, &c[0].rl.st), 0);
+	ASSERT_EQ(forward_until_stalled(r, c[0].rl.st, c[0].b_out, c[0].data, len, &off, &p, &n),
+		  0);
+	ASSERT_LT(off, len);
+	ASSERT_EQ(same_peek(r, c[0].rl.st, p, n), 0);
+	ASSERT_TRUE(!memcmp(p, c[0].data + off, (size_t)n));
+	/* The send is still stalled: flush times out too, and the stream is as it was. */
+	fiber_set_deadline(r, iou_deadline_after(20 * IOU_MSEC));
+	ASSERT_EQ(iou_rstream_flush(r, c[0].rl.st), -ETIMEDOUT);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(same_peek(r, c[0].rl.st, p, n), 0);
+	c[0].rl.fwd = off; /* its relay fiber goes on from there */
+	/* Now relays in fibers keep forwarding to their stalled peers. */
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(fiber_spawn(r, relay_fiber, &c[i].rl, &f[3 * i + 1]), 0);
+	ASSERT_EQ(fiber_sleep(r, 30 * IOU_MSEC * test_slowdown()), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_TRUE(c[i].rl.forwarding); /* parked in a forward */
+		ASSERT_LT(c[i].rl.fwd, len);
+	}
+	/* Another stream on the same ring, whose reader reads, flows meanwhile. */
+	fill_random(tdata, len, 120);
+	ASSERT_EQ(unix_pair(&ta, &tb), 0);
+	tx = (struct xfer){ .wfd = tb, .data = tdata, .len = len, .seed = 120 };
+	ASSERT_EQ(iou_rstream_open(r, ta, br, &t), 0);
+	ASSERT_EQ(fiber_spawn(r, sender, &tx, NULL), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(read_check(r, t, tdata, len), (ssize_t)len);
+	ASSERT_EQ(iou_rstream_peek(r, t, &q), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(iou_rstream_close(r, t), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_TRUE(c[i].rl.forwarding && !c[i].rl.done); /* still stalled */
+		ASSERT_LT(c[i].rl.fwd, len);
+	}
+	/* The peers read at last: everything arrives, in order. */
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(fiber_spawn(r, sink, &c[i].k, &f[3 * i + 2]), 0);
+	ASSERT_EQ(join_within(r, f, 3 * N, 3 * GUARD), 0);
+	ASSERT_EQ(reactor_run(r), 0);
+	ASSERT_NO_FIBER_FAILURES();
+	ASSERT_EQ(ring_is_whole(r, br, 4, 4096), 0);
+	ASSERT_EQ(iou_bufring_destroy(r, br), 0);
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(relay_set_check_close(&c[i]), 0);
+	ASSERT_EQ(close(ta), 0);
+	ASSERT_EQ(close(tb), 0);
+	free(tdata);
+	return 0;
+}
+
+/*
+ * A forward's send that stalls gives its ring buffer back (the rest goes
+ * out from the heap): four streams whose sends are all stalled, and whose
+ * readers hold nothing peeked, leave their 4-buffer ring to a fifth.
+ */
+static int test_stalled_forwards_hold_no_buffer(void)
+{
+	struct reactor *r = reactor_get();
+	enum {
+		N = 4
+	};
+	static unsigned char want[64 * 1024];
+	struct iou_bufring *br;
+	struct iou_rstream *s[N + 1];
+	int a[N + 1], b[N + 1], c[N], d[N];
+	const void *p;
+	char buf[4];
+	ssize_t n;
+
+	fill_random(want, sizeof(want), 125);
+	ASSERT_EQ(iou_bufring_create(r, 4, 4096, &br), 0);
+	ASSERT_EQ(streams_open(r, br, N + 1, s, a, b), 0);
+	for (int i = 0; i < N; i++) {
+		size_t off = 0;
+
+		ASSERT_EQ(unix_pair(&c[i], &d[i]), 0);
+		ASSERT_EQ(small_buffers(c[i], d[i]), 0);
+		ASSERT_EQ(write_all(b[i], want, sizeof(want)), 0);
+		ASSERT_EQ(forward_until_stalled(r, s[i], c[i], want, sizeof(want), &off, &p, &n),
+			  0);
+		iou_rstream_consume(s[i], (size_t)n); /* dropped: nothing peeked left */
+	}
+	/* Every stream is stalled with bytes queued; the fifth reads at once. */
+	ASSERT_EQ(write_all(b[N], "hi", 2), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_read(r, s[N], buf, sizeof(buf)), 2);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_TRUE(!memcmp(buf, "hi", 2));
+	for (int i = 0; i < N; i++) {
+		fiber_set_deadline(r, IOU_DEADLINE_NOW);
+		ASSERT_EQ(iou_rstream_flush(r, s[i]), -ETIMEDOUT); /* still stalled */
+		fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	}
+	ASSERT_EQ(streams_close(r, br, N + 1, s, a, b), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(close(c[i]), 0);
+		ASSERT_EQ(close(d[i]), 0);
+	}
+	return 0;
+}
+
+/* Forward and flush refuse bad arguments, and do nothing for nothing. */
+static int test_forward_bad_arguments(void)
+{
+	struct reactor *r = reactor_get();
+	struct test_foreign fo;
+	struct iou_rstream *s;
+	const void *p;
+	char buf[8];
+	int a = -1, b = -1, c = -1, d = -1;
+
+	ASSERT_EQ(unix_pair(&a, &b), 0);
+	ASSERT_EQ(unix_pair(&c, &d), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	ASSERT_EQ(iou_rstream_forward(NULL, s, c, 1), -EINVAL);
+	ASSERT_EQ(iou_rstream_forward(r, NULL, c, 1), -EINVAL);
+	ASSERT_EQ(iou_rstream_flush(NULL, s), -EINVAL);
+	ASSERT_EQ(iou_rstream_flush(r, NULL), -EINVAL);
+	ASSERT_EQ(iou_rstream_forward(r, s, -1, 1), -EBADF);
+	/* Nothing peeked, or nothing asked for: 0, and nothing sent. */
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 100), 0);
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	ASSERT_EQ(write_all(b, "abcdef", 6), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_peek(r, s, &p), 6);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 0), 0);
+	ASSERT_EQ(iou_rstream_forward(r, s, -1, 6), -EBADF);
+	ASSERT_EQ(same_peek(r, s, p, 6), 0);
+	/* Another thread's reactor. */
+	ASSERT_EQ(test_foreign_start(&fo), 0);
+	ASSERT_EQ(iou_rstream_forward(fo.r, s, c, 6), -EPERM);
+	ASSERT_EQ(iou_rstream_flush(fo.r, s), -EPERM);
+	ASSERT_EQ(test_foreign_stop(&fo), 0);
+	ASSERT_EQ(same_peek(r, s, p, 6), 0);
+	ASSERT_EQ(fiber_sleep(r, 10 * IOU_MSEC), 0);
+	ASSERT_EQ(inq(d), 0);
+	/* More than peeked is clamped to it; less leaves the rest for later. */
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 2), 2);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 100), 4);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 100), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(read(d, buf, sizeof(buf)), 6);
+	ASSERT_TRUE(!memcmp(buf, "abcdef", 6));
+	/* Partly consumed by hand, the rest forwarded: the rest only. */
+	ASSERT_EQ(write_all(b, "ghijk", 5), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_peek(r, s, &p), 5);
+	iou_rstream_consume(s, 3);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 5), 2);
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(read(d, buf, sizeof(buf)), 2);
+	ASSERT_TRUE(!memcmp(buf, "jk", 2));
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(close(b), 0);
+	ASSERT_EQ(close(c), 0);
+	ASSERT_EQ(close(d), 0);
+	return 0;
+}
+
+/*
+ * What iou_rstream_read() copied is all the caller has seen: a forward or
+ * consume after it, with no peek in between, takes nothing (the rest of
+ * the buffer the read took bytes from is the next peek's).
+ */
+static int test_read_leaves_nothing_to_forward(void)
+{
+	struct reactor *r = reactor_get();
+	struct iou_rstream *s;
+	const void *p;
+	char buf[16];
+	int a = -1, b = -1, c = -1, d = -1;
+
+	ASSERT_EQ(unix_pair(&a, &b), 0);
+	ASSERT_EQ(unix_pair(&c, &d), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	ASSERT_EQ(write_all(b, "hello", 5), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_read(r, s, buf, 2), 2);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 100), 0);
+	iou_rstream_consume(s, 100);
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	ASSERT_EQ(iou_rstream_peek(r, s, &p), 3);
+	ASSERT_TRUE(!memcmp(p, "llo", 3));
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 100), 3);
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(read(d, buf, sizeof(buf)), 3);
+	ASSERT_TRUE(!memcmp(buf, "llo", 3));
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(close(b), 0);
+	ASSERT_EQ(close(c), 0);
+	ASSERT_EQ(close(d), 0);
+	return 0;
+}
+
+/*
+ * Forwarding to a socket whose peer is gone: some forward or flush fails
+ * with -EPIPE or -ECONNRESET, consuming nothing, and every later forward
+ * and flush return the same; the stream itself reads on.
+ */
+static int forward_to_gone_peer(bool tcp)
+{
+	struct reactor *r = reactor_get();
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	unsigned char want[64 * 1024];
+	struct iou_rstream *s;
+	const void *p;
+	size_t off = 0;
+	ssize_t n, err = 0;
+	int a = -1, b = -1, c = -1, d = -1;
+
+	fill_random(want, sizeof(want), tcp ? 130 : 131);
+	ASSERT_EQ(unix_pair(&a, &b), 0);
+	ASSERT_EQ(tcp ? tcp_pair(&c, &d) : unix_pair(&c, &d), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	/* The peer closes: with a zero linger, a TCP reset. */
+	if (tcp)
+		ASSERT_EQ(setsockopt(d, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	ASSERT_EQ(close(d), 0);
+	ASSERT_EQ(fiber_sleep(r, 10 * IOU_MSEC), 0);
+	ASSERT_EQ(write_all(b, want, sizeof(want)), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	while (!err) {
+		n = iou_rstream_peek(r, s, &p);
+		ASSERT_GT(n, 0); /* the error came before the data ran out */
+		ASSERT_TRUE(!memcmp(p, want + off, (size_t)n));
+		err = iou_rstream_forward(r, s, c, (size_t)n);
+		if (err == n) {
+			off += (size_t)n;
+			err = iou_rstream_flush(r, s);
+		}
+	}
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	printf("# %s: %s after %zu bytes\n", tcp ? "tcp" : "unix", strerror((int)-err), off);
+	ASSERT_TRUE(err == -EPIPE || err == -ECONNRESET);
+	/* Sticky; the bytes in hand stay put (the failing forward took none). */
+	n = iou_rstream_peek(r, s, &p);
+	ASSERT_GT(n, 0);
+	ASSERT_TRUE(!memcmp(p, want + off, (size_t)n));
+	ASSERT_EQ(iou_rstream_forward(r, s, c, (size_t)n), err);
+	ASSERT_EQ(iou_rstream_flush(r, s), err);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 1), err);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 0), err);
+	ASSERT_EQ(same_peek(r, s, p, n), 0);
+	ASSERT_EQ(iou_rstream_flush(r, s), err);
+	/* A send error is no receive error: the rest reads as usual. */
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(read_check(r, s, want + off, sizeof(want) - off), (ssize_t)(sizeof(want) - off));
+	ASSERT_EQ(shutdown(b, SHUT_WR), 0);
+	ASSERT_EQ(iou_rstream_peek(r, s, &p), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(iou_rstream_flush(r, s), err);
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(close(b), 0);
+	ASSERT_EQ(close(c), 0);
+	return 0;
+}
+
+static int test_forward_to_gone_peer(void)
+{
+	if (forward_to_gone_peer(true))
+		return 1;
+	return forward_to_gone_peer(false);
+}
+
+struct fw_job {
+	struct iou_rstream *s;
+	int out;
+	bool cancel_first; /* cancel itself before anything */
+	const void *p;	   /* what its peek returned */
+	ssize_t peeked, forwarded, flushed;
+};
+
+/* Peek, then forward all of it (parks if the previous send is still going on). */
+static void *peek_and_forward(void *arg)
+{
+	struct fw_job *j = arg;
+	struct reactor *r = reactor_get();
+
+	if (j->cancel_first)
+		fiber_cancel(fiber_self(r));
+	j->peeked = iou_rstream_peek(r, j->s, &j->p);
+	if (j->peeked > 0)
+		j->forwarded = iou_rstream_forward(r, j->s, j->out, (size_t)j->peeked);
+	j->flushed = iou_rstream_flush(r, j->s);
+	return NULL;
+}
+
+/*
+ * One caller at a time: a fiber parked in a peek, or in a forward waiting
+ * for the previous send, makes every other call on the stream fail with
+ * -EBUSY.  A cancelled fiber: its forward fails with -ECANCELED, whether
+ * it had to wait or not, and consumes nothing; so does its flush if it has
+ * to wait.
+ */
+static int test_forward_busy_and_cancelled(void)
+{
+	struct reactor *r = reactor_get();
+	struct cancel_job cj = { 0 };
+	struct fw_job j = { 0 };
+	unsigned char want[64 * 1024];
+	struct iou_rstream *s;
+	struct fiber *f;
+	const void *p;
+	char buf[8];
+	size_t off = 0;
+	ssize_t n;
+	int a = -1, b = -1, c = -1, d = -1;
+
+	fill_random(want, sizeof(want), 140);
+	ASSERT_EQ(unix_pair(&a, &b), 0);
+	ASSERT_EQ(unix_pair(&c, &d), 0);
+	ASSERT_EQ(small_buffers(c, d), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	/* A fiber parked in a peek. */
+	cj.s = s;
+	ASSERT_EQ(fiber_spawn(r, peek_once, &cj, &cj.victim), 0);
+	ASSERT_EQ(fiber_yield(r), 0);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 1), -EBUSY);
+	ASSERT_EQ(iou_rstream_flush(r, s), -EBUSY);
+	ASSERT_EQ(write_all(b, "!", 1), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(fiber_join(cj.victim, NULL), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(cj.first, 1);
+	/* A cancelled fiber that need not wait: nothing sent, nothing consumed. */
+	ASSERT_EQ(write_all(b, want, sizeof(want)), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_GT(iou_rstream_peek(r, s, &p), 0); /* queued now */
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	j = (struct fw_job){ .s = s, .out = c, .cancel_first = true };
+	ASSERT_EQ(fiber_spawn(r, peek_and_forward, &j, &f), 0);
+	ASSERT_EQ(fiber_join(f, NULL), 0);
+	ASSERT_GT(j.peeked, 0); /* queued: no wait */
+	ASSERT_EQ(j.forwarded, -ECANCELED);
+	ASSERT_EQ(j.flushed, 0); /* nothing in flight: no wait either */
+	ASSERT_EQ(same_peek(r, s, j.p, j.peeked), 0);
+	ASSERT_EQ(fiber_sleep(r, 10 * IOU_MSEC), 0);
+	ASSERT_EQ(inq(d), 0);
+	/* Stall the send; a fiber then parks in its forward. */
+	ASSERT_EQ(forward_until_stalled(r, s, c, want, sizeof(want), &off, &p, &n), 0);
+	j = (struct fw_job){ .s = s, .out = c };
+	ASSERT_EQ(fiber_spawn(r, peek_and_forward, &j, &f), 0);
+	ASSERT_EQ(fiber_sleep(r, 10 * IOU_MSEC), 0);
+	ASSERT_EQ(j.peeked, n);
+	ASSERT_PTR_EQ(j.p, p);
+	ASSERT_EQ(iou_rstream_peek(r, s, &p), -EBUSY);
+	ASSERT_EQ(iou_rstream_read(r, s, buf, sizeof(buf)), -EBUSY);
+	ASSERT_EQ(iou_rstream_forward(r, s, c, 1), -EBUSY);
+	ASSERT_EQ(iou_rstream_flush(r, s), -EBUSY);
+	ASSERT_EQ(iou_rstream_close(r, s), -EBUSY);
+	/* Cancelled while it waits: -ECANCELED, nothing consumed, and its flush too. */
+	ASSERT_EQ(fiber_cancel(f), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(fiber_join(f, NULL), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(j.forwarded, -ECANCELED);
+	ASSERT_EQ(j.flushed, -ECANCELED);
+	ASSERT_EQ(same_peek(r, s, j.p, j.peeked), 0);
+	/* The same in a fiber cancelled before it started. */
+	j = (struct fw_job){ .s = s, .out = c, .cancel_first = true };
+	ASSERT_EQ(fiber_spawn(r, peek_and_forward, &j, &f), 0);
+	ASSERT_EQ(fiber_join(f, NULL), 0);
+	ASSERT_EQ(j.peeked, n);
+	ASSERT_EQ(j.forwarded, -ECANCELED);
+	ASSERT_EQ(j.flushed, -ECANCELED);
+	ASSERT_EQ(same_peek(r, s, p, n), 0);
+	/* The peer reads: the stalled send ends, and a relay forwards the rest. */
+	{
+		struct sink k = { .fd = d,
+				  .data = want,
+				  .len = sizeof(want),
+				  .seed = 141,
+				  .end = 1 };
+		struct relay rl = { .rfd = a,
+				    .out = c,
+				    .st = s,
+				    .data = want,
+				    .len = sizeof(want),
+				    .seed = 141,
+				    .fwd = off };
+
+		ASSERT_EQ(fiber_spawn(r, sink, &k, NULL), 0);
+		ASSERT_EQ(fiber_spawn(r, relay_fiber, &rl, NULL), 0);
+		ASSERT_EQ(shutdown(b, SHUT_WR), 0);
+		ASSERT_EQ(reactor_run(r), 0);
+		ASSERT_NO_FIBER_FAILURES();
+		ASSERT_TRUE(rl.done);
+		ASSERT_EQ(rl.end, 0);
+		ASSERT_EQ(rl.flushed, 0);
+		ASSERT_EQ(rl.fwd, sizeof(want));
+		ASSERT_EQ(k.end, 0);
+		ASSERT_EQ(k.got, sizeof(want));
+	}
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(close(b), 0);
+	ASSERT_EQ(close(c), 0);
+	ASSERT_EQ(close(d), 0);
+	return 0;
+}
+
+/*
+ * Close while a forward's send is stalled (the peer does not read): close
+ * cancels it and returns at once, the bytes not sent yet are lost, nothing
+ * leaks.  With a flush first, every forwarded byte reaches the peer.
+ */
+static int test_close_with_forward_in_flight(void)
+{
+	struct reactor *r = reactor_get();
+	static unsigned char want[64 * 1024];
+	struct iou_rstream *s;
+	struct sink k;
+	const void *p;
+	size_t off = 0;
+	ssize_t n;
+	int64_t t0;
+	int a = -1, b = -1, c = -1, d = -1;
+	int fds = test_count_fds();
+
+	fill_random(want, sizeof(want), 150);
+	for (int flush = 0; flush < 2; flush++) {
+		ASSERT_EQ(unix_pair(&a, &b), 0);
+		ASSERT_EQ(unix_pair(&c, &d), 0);
+		ASSERT_EQ(small_buffers(c, d), 0);
+		ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+		ASSERT_EQ(write_all(b, want, sizeof(want)), 0);
+		off = 0;
+		ASSERT_EQ(forward_until_stalled(r, s, c, want, sizeof(want), &off, &p, &n), 0);
+		k = (struct sink){ .fd = d, .data = want, .len = off, .seed = 151, .end = 1 };
+		if (flush) {
+			/* The peer reads, slowly; flush waits for it. */
+			k.slow = 2;
+			ASSERT_EQ(fiber_spawn(r, sink, &k, NULL), 0);
+			fiber_set_deadline(r, iou_deadline_after(GUARD));
+			ASSERT_EQ(iou_rstream_flush(r, s), 0);
+			fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+		}
+		t0 = iou_now();
+		ASSERT_EQ(iou_rstream_close(r, s), 0);
+		ASSERT_LT(iou_now() - t0, 500 * IOU_MSEC * test_slowdown());
+		ASSERT_EQ(shutdown(c, SHUT_WR), 0);
+		if (flush) {
+			ASSERT_EQ(reactor_run(r), 0);
+			ASSERT_NO_FIBER_FAILURES();
+			ASSERT_EQ(k.end, 0);
+			ASSERT_EQ(k.got, off); /* all of it */
+		} else {
+			/* What the peer can read is in order, and short of what was forwarded. */
+			ssize_t got = drain_now(d, want, off);
+
+			ASSERT_GE(got, 0);
+			ASSERT_LT((size_t)got, off);
+			printf("# close: %zd of %zu forwarded bytes reached the peer\n", got, off);
+		}
+		ASSERT_EQ(close(a), 0);
+		ASSERT_EQ(close(b), 0);
+		ASSERT_EQ(close(c), 0);
+		ASSERT_EQ(close(d), 0);
+	}
+	ASSERT_EQ(test_count_fds(), fds);
+	return 0;
+}
+
+/*
+ * From the thread's own context, before reactor_run(): an echo (forward to
+ * the stream's own socket), a forward that waits (driving the reactor) and
+ * times out, and a whole relay while the sender and sink fibers run.
+ */
+static int test_forward_outside_fiber(void)
+{
+	struct reactor *r = reactor_get();
+	struct relay_set rs;
+	unsigned char want[64 * 1024];
+	struct iou_rstream *s;
+	const void *p;
+	char buf[16];
+	size_t off = 0;
+	ssize_t n;
+	int a = -1, b = -1, c = -1, d = -1;
+
+	ASSERT_PTR_EQ(fiber_self(r), NULL);
+	/* An echo. */
+	ASSERT_EQ(unix_pair(&a, &b), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	ASSERT_EQ(write_all(b, "echo me", 7), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_peek(r, s, &p), 7);
+	ASSERT_EQ(iou_rstream_forward(r, s, a, 7), 7);
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(read(b, buf, sizeof(buf)), 7);
+	ASSERT_TRUE(!memcmp(buf, "echo me", 7));
+	/* A forward that has to wait drives the reactor until its deadline. */
+	fill_random(want, sizeof(want), 160);
+	ASSERT_EQ(unix_pair(&c, &d), 0);
+	ASSERT_EQ(small_buffers(c, d), 0);
+	ASSERT_EQ(write_all(b, want, sizeof(want)), 0);
+	ASSERT_EQ(forward_until_stalled(r, s, c, want, sizeof(want), &off, &p, &n), 0);
+	ASSERT_EQ(same_peek(r, s, p, n), 0);
+	/* Unstalled by a fiber that reads (the forwarded bytes, in order). */
+	{
+		struct sink k = { .fd = d,
+				  .data = want,
+				  .len = off + (size_t)n,
+				  .seed = 161,
+				  .end = 1 };
+
+		ASSERT_EQ(fiber_spawn(r, sink, &k, NULL), 0);
+		fiber_set_deadline(r, iou_deadline_after(GUARD));
+		ASSERT_EQ(iou_rstream_forward(r, s, c, (size_t)n), n);
+		ASSERT_EQ(iou_rstream_flush(r, s), 0);
+		fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+		ASSERT_EQ(shutdown(c, SHUT_WR), 0);
+		ASSERT_EQ(reactor_run(r), 0);
+		ASSERT_NO_FIBER_FAILURES();
+		ASSERT_EQ(k.end, 0);
+		ASSERT_EQ(k.got, off + (size_t)n);
+	}
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(close(b), 0);
+	ASSERT_EQ(close(c), 0);
+	ASSERT_EQ(close(d), 0);
+	/* A relay run from here while the sender and the sink are fibers. */
+	ASSERT_EQ(relay_set_open(&rs, NULL, ((size_t)2 << 20) / scale_down(), 162, true), 0);
+	ASSERT_EQ(fiber_spawn(r, sender, &rs.x, NULL), 0);
+	ASSERT_EQ(fiber_spawn(r, sink, &rs.k, NULL), 0);
+	fiber_set_deadline(r, iou_deadline_after(6 * GUARD));
+	ASSERT_EQ(relay_run(r, &rs.rl), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(reactor_run(r), 0);
+	ASSERT_NO_FIBER_FAILURES();
+	return relay_set_check_close(&rs);
+}
+
+/* A fiber left parked in a forward when the reactor goes. */
+static void *parked_forwarder(void *arg)
+{
+	struct fw_job *j = arg;
+	struct reactor *r = reactor_get();
+
+	j->peeked = iou_rstream_peek(r, j->s, &j->p);
+	if (j->peeked > 0)
+		iou_rstream_forward(r, j->s, j->out, (size_t)j->peeked);
+	FIBER_CHECK(!"a fiber of a destroyed reactor ran on");
+	return NULL;
+}
+
+/*
+ * Forwards in every state when the reactor goes: a send stalled on a peer
+ * that does not read (its rest copied to the heap) with a fiber parked
+ * behind it, and a send from a ring buffer not even submitted yet.
+ */
+static int fw_teardown_body(bool destroy)
+{
+	struct reactor *r = reactor_get();
+	unsigned char want[64 * 1024];
+	struct fw_job j;
+	struct iou_bufring *br;
+	struct iou_rstream *s[2];
+	int a[2], b[2], c[2], d[2];
+	const void *p;
+	size_t off = 0;
+	ssize_t n;
+
+	ASSERT_TRUE(r != NULL);
+	fill_random(want, sizeof(want), 170);
+	ASSERT_EQ(iou_bufring_create(r, 4, 4096, &br), 0);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(unix_pair(&a[i], &b[i]), 0);
+		ASSERT_EQ(unix_pair(&c[i], &d[i]), 0);
+		ASSERT_EQ(small_buffers(c[i], d[i]), 0);
+		ASSERT_EQ(iou_rstream_open(r, a[i], i ? br : NULL, &s[i]), 0);
+	}
+	ASSERT_EQ(write_all(b[0], want, sizeof(want)), 0);
+	ASSERT_EQ(forward_until_stalled(r, s[0], c[0], want, sizeof(want), &off, &p, &n), 0);
+	j = (struct fw_job){ .s = s[0], .out = c[0] };
+	ASSERT_EQ(fiber_spawn(r, parked_forwarder, &j, NULL), 0);
+	ASSERT_EQ(fiber_sleep(r, 10 * IOU_MSEC), 0);
+	ASSERT_EQ(j.peeked, n);
+	ASSERT_EQ(write_all(b[1], want, 1000), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	ASSERT_EQ(iou_rstream_peek(r, s[1], &p), 1000);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(iou_rstream_forward(r, s[1], c[1], 1000), 1000);
+	if (destroy) {
+		ASSERT_EQ(reactor_destroy(r), 0);
+	} else {
+		/*
+		 * Thread exit tears it down, after the descriptors are closed:
+		 * the send must have reached the kernel (which then holds its
+		 * own reference to the socket) rather than name a closed one.
+		 */
+		ASSERT_EQ(fiber_sleep(r, IOU_MSEC), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(close(a[i]), 0);
+		ASSERT_EQ(close(b[i]), 0);
+		ASSERT_EQ(close(c[i]), 0);
+		ASSERT_EQ(close(d[i]), 0);
+	}
+	return 0;
+}
+
+static int fw_teardown_destroy(void)
+{
+	return fw_teardown_body(true);
+}
+
+static int fw_teardown_exit(void)
+{
+	return fw_teardown_body(false);
+}
+
+static int test_reactor_teardown_with_forwards(void)
+{
+	int fds = test_count_fds();
+
+	ASSERT_EQ(test_in_thread(fw_teardown_destroy), 0);
+	ASSERT_EQ(test_in_thread(fw_teardown_exit), 0);
+	ASSERT_NO_FIBER_FAILURES();
+	ASSERT_EQ(test_count_fds(), fds);
+	return 0;
+}
+
 /* ---- bad arguments ------------------------------------------------------ */
 
 static int test_bad_arguments(void)
@@ -1396,11 +2421,16 @@ static int test_bad_arguments(void)
 TEST_MAIN(T(test_transfer_peek_consume_default_ring), T(test_transfer_read_default_ring),
 	  T(test_transfer_small_ring), T(test_peek_and_consume_parts), T(test_read_gathers_buffers),
 	  T(test_end_of_stream_after_data), T(test_peer_reset_after_data),
-	  T(test_peer_reset_data_comes_first), T(test_dry_ring_reclaims_idle_streams), T(test_dry_ring_starves_then_resumes),
-	  T(test_tiny_ring_shared_by_slow_readers), T(test_per_stream_limit),
-	  T(test_deadline_keeps_stream), T(test_cancel_keeps_stream), T(test_one_reader_at_a_time),
-	  T(test_close_while_armed), T(test_close_in_cancelled_fiber),
+	  T(test_peer_reset_data_comes_first), T(test_dry_ring_reclaims_idle_streams),
+	  T(test_dry_ring_starves_then_resumes), T(test_tiny_ring_shared_by_slow_readers),
+	  T(test_per_stream_limit), T(test_deadline_keeps_stream), T(test_cancel_keeps_stream),
+	  T(test_one_reader_at_a_time), T(test_close_while_armed), T(test_close_in_cancelled_fiber),
 	  T(test_close_returns_buffers), T(test_destroy_ring_in_use),
 	  T(test_many_connections_echoed), T(test_armed_stream_does_not_hold_reactor),
 	  T(test_reactor_teardown_with_open_streams), T(test_reactor_options),
-	  T(test_bad_arguments))
+	  T(test_bad_arguments), T(test_forward_relay_default_ring),
+	  T(test_forward_relay_small_ring), T(test_forward_slow_consumer),
+	  T(test_stalled_forwards_hold_no_buffer), T(test_forward_bad_arguments),
+	  T(test_read_leaves_nothing_to_forward), T(test_forward_to_gone_peer),
+	  T(test_forward_busy_and_cancelled), T(test_close_with_forward_in_flight),
+	  T(test_forward_outside_fiber), T(test_reactor_teardown_with_forwards))

@@ -239,6 +239,10 @@ ssize_t iou_rstream_read(struct reactor *r, struct iou_rstream *s, void *buf, si
  * no ring buffer; bytes from a stream's spill or from the plain-receive
  * fallback are copied to such a block from the start.
  *
+ * A send in flight is an operation like any other: reactor_run() returns
+ * only once it has ended (a peer that never reads holds it up; close the
+ * stream or set a deadline on the next forward or flush).
+ *
  * One forward at a time per stream: a forward while the previous one's
  * bytes are still going out waits for them (parks; outside a fiber,
  * drives the reactor), bounded by the caller's deadline (-ETIMEDOUT) and
@@ -287,8 +291,9 @@ int iou_rstream_flush(struct reactor *r, struct iou_rstream *s);
  * Does not close the descriptor.  May suspend briefly (the cancellation);
  * works in a cancelled fiber.
  *
- * Return: 0; -EBUSY if another fiber is parked in a peek or read of @s
- * (@s is left untouched: cancel that fiber first); the common errors.
+ * Return: 0; -EBUSY if another fiber is parked in a peek, read, forward
+ * or flush of @s (@s is left untouched: cancel that fiber first); the
+ * common errors.
  */
 int iou_rstream_close(struct reactor *r, struct iou_rstream *s);
 

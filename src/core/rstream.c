@@ -884,6 +884,8 @@ IOU_API ssize_t iou_rstream_read(struct reactor *r, struct iou_rstream *s, void 
 			break;
 		n = take(s, &p); /* what else is queued, without waiting */
 	}
+	/* The caller has seen what was copied, and that is consumed: nothing is peeked. */
+	s->peeked = 0;
 	return got ? (ssize_t)got : n;
 }
 
