@@ -32,7 +32,12 @@
  * and a read leaving nothing to forward; close with a send stalled (prompt,
  * the unsent rest lost) and after a flush (nothing lost); forwarding from
  * the thread's own context; reactor teardown with sends in flight and a
- * fiber parked in a forward.  CTest runs it twice: as is (multishot
+ * fiber parked in a forward.  Registered files: an open stream's socket is
+ * in the ring's file table (seen in /proc fdinfo) and out of it when close
+ * returns, so the peer sees the end as soon as the socket is closed (also
+ * right after open, after the end of stream, and after a thread exits with
+ * the stream open); a table of two slots (the other streams use their
+ * descriptor), slots reused.  CTest runs it twice: as is (multishot
  * receive into buffer rings) and with IOU_MULTISHOT=0 (the plain-receive
  * fallback, where forward sends a heap copy).
  */
@@ -47,7 +52,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <poll.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ops-harness.h"
@@ -1339,6 +1347,264 @@ static int test_reactor_options(void)
 	return test_in_thread(options_body);
 }
 
+/* ---- registered files --------------------------------------------------- */
+
+/*
+ * How many io_uring instances of this process hold @fd's socket in their
+ * table of registered files (their /proc fdinfo lists it), or -errno.
+ */
+static int registered(int fd)
+{
+	char path[300], want[64], line[256];
+	struct stat st;
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	if (fstat(fd, &st))
+		return -errno;
+	snprintf(want, sizeof(want), ": socket:[%lu]\n", (unsigned long)st.st_ino);
+	dir = opendir("/proc/self/fd");
+	if (!dir)
+		return -errno;
+	while ((d = readdir(dir))) {
+		char link[64];
+		ssize_t k;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
+		k = readlink(path, link, sizeof(link) - 1);
+		if (k < 0)
+			continue;
+		link[k] = 0;
+		if (strcmp(link, "anon_inode:[io_uring]"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", d->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (strstr(line, want))
+				n++;
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+/* This run has tables: multishot streams, and slots not turned off. */
+static bool slots_wanted(void)
+{
+	const char *e = getenv("IOU_FILE_SLOTS");
+
+	return !fallback() && !(e && !strcmp(e, "0"));
+}
+
+/* The peer of a socket just closed sees the end, without the reactor running again. */
+static int peer_sees_end(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char c;
+
+	ASSERT_EQ(poll(&p, 1, (int)(GUARD / IOU_MSEC)), 1);
+	ASSERT_EQ(recv(fd, &c, 1, MSG_DONTWAIT), 0);
+	return 0;
+}
+
+/*
+ * Echo @len random bytes from peer @b through @s, the stream of @a,
+ * forwarded back to @a itself (the case that names the slot).
+ */
+static int echo_through(struct reactor *r, struct iou_rstream *s, int a, int b, size_t len,
+			uint64_t seed)
+{
+	unsigned char want[4096], got[4096];
+	size_t n = 0;
+
+	ASSERT_LE(len, sizeof(want));
+	fill_random(want, len, seed);
+	ASSERT_EQ(write_all(b, want, len), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	while (n < len) {
+		const void *p;
+		ssize_t k = iou_rstream_peek(r, s, &p);
+
+		ASSERT_GT(k, 0);
+		ASSERT_LE(n + (size_t)k, len);
+		ASSERT_TRUE(!memcmp(p, want + n, (size_t)k));
+		ASSERT_EQ(iou_rstream_forward(r, s, a, (size_t)k), k);
+		n += (size_t)k;
+	}
+	ASSERT_EQ(iou_rstream_flush(r, s), 0);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	for (n = 0; n < len;) {
+		ssize_t k = recv(b, got + n, len - n, 0);
+
+		ASSERT_GT(k, 0);
+		n += (size_t)k;
+	}
+	ASSERT_TRUE(!memcmp(got, want, len));
+	return 0;
+}
+
+/*
+ * An open stream's socket sits in the ring's table of registered files
+ * (once the update is done: by the time data arrives), echoes go through
+ * it, and close takes it out before returning, so that closing the socket
+ * right after really closes it: the peer sees the end at once, also when
+ * the stream is closed just after opening, with its update still queued.
+ */
+static int test_stream_socket_registered(void)
+{
+	struct reactor *r = reactor_get();
+	struct iou_rstream *s;
+	int a = -1, b = -1;
+
+	ASSERT_EQ(tcp_pair(&a, &b), 0);
+	ASSERT_EQ(registered(a), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	ASSERT_EQ(echo_through(r, s, a, b, 3000, 130), 0);
+	ASSERT_EQ(registered(a), slots_wanted() ? 1 : 0);
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(registered(a), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(peer_sees_end(b), 0);
+	ASSERT_EQ(close(b), 0);
+	/* Opened and closed with nothing in between: the update never ran yet. */
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(tcp_pair(&a, &b), 0);
+		ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+		if (i == 1)
+			ASSERT_EQ(fiber_yield(r), 0);
+		ASSERT_EQ(iou_rstream_close(r, s), 0);
+		ASSERT_EQ(registered(a), 0);
+		ASSERT_EQ(close(a), 0);
+		ASSERT_EQ(peer_sees_end(b), 0);
+		ASSERT_EQ(close(b), 0);
+	}
+	/* The end of stream came first (the receive is over): the same. */
+	ASSERT_EQ(tcp_pair(&a, &b), 0);
+	ASSERT_EQ(iou_rstream_open(r, a, NULL, &s), 0);
+	ASSERT_EQ(echo_through(r, s, a, b, 100, 131), 0);
+	ASSERT_EQ(shutdown(b, SHUT_WR), 0);
+	fiber_set_deadline(r, iou_deadline_after(GUARD));
+	{
+		const void *p;
+
+		ASSERT_EQ(iou_rstream_peek(r, s, &p), 0);
+	}
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(iou_rstream_close(r, s), 0);
+	ASSERT_EQ(close(a), 0);
+	ASSERT_EQ(peer_sees_end(b), 0);
+	ASSERT_EQ(close(b), 0);
+	ASSERT_EQ(reactor_run(r), 0);
+	return 0;
+}
+
+/*
+ * A table of two slots: the third stream and later ones use their
+ * descriptor and work the same; slots freed by close go to the next
+ * streams; many streams opened and closed in turn reuse one slot, each
+ * echoing its own bytes (a slot is refilled only after it was emptied).
+ */
+static int small_table_body(void)
+{
+	enum { N = 5 };
+	struct reactor_options o;
+	struct reactor *r;
+	struct iou_rstream *s[N];
+	int a[N], b[N], held = 0;
+
+	reactor_options_init(&o);
+	ASSERT_EQ(o.file_slots, getenv("IOU_FILE_SLOTS") ? o.file_slots : IOU_DEFAULT_FILE_SLOTS);
+	o.file_slots = IOU_FILE_SLOTS_MAX + 1;
+	ASSERT_EQ(reactor_create(&o, &r), -EINVAL);
+	o.file_slots = slots_wanted() ? 2 : 0;
+	ASSERT_EQ(reactor_create(&o, &r), 0);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(tcp_pair(&a[i], &b[i]), 0);
+		ASSERT_EQ(iou_rstream_open(r, a[i], NULL, &s[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(echo_through(r, s[i], a[i], b[i], 2000, 140 + (uint64_t)i), 0);
+		held += registered(a[i]);
+	}
+	ASSERT_EQ(held, slots_wanted() ? 2 : 0);
+	if (slots_wanted()) {
+		ASSERT_EQ(registered(a[0]), 1); /* the lowest slots went first */
+		ASSERT_EQ(registered(a[1]), 1);
+	}
+	/* Free the two slots: the next two streams take them. */
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
+		ASSERT_EQ(close(a[i]), 0);
+		ASSERT_EQ(peer_sees_end(b[i]), 0);
+		ASSERT_EQ(close(b[i]), 0);
+		ASSERT_EQ(tcp_pair(&a[i], &b[i]), 0);
+		ASSERT_EQ(iou_rstream_open(r, a[i], NULL, &s[i]), 0);
+		ASSERT_EQ(echo_through(r, s[i], a[i], b[i], 1000, 150 + (uint64_t)i), 0);
+		ASSERT_EQ(registered(a[i]), slots_wanted() ? 1 : 0);
+	}
+	for (int i = 2; i < N; i++)
+		ASSERT_EQ(registered(a[i]), 0);
+	/* One slot left free and used over and over. */
+	ASSERT_EQ(iou_rstream_close(r, s[0]), 0);
+	ASSERT_EQ(close(a[0]), 0);
+	ASSERT_EQ(close(b[0]), 0);
+	for (unsigned i = 0; i < 200 / scale_down(); i++) {
+		ASSERT_EQ(tcp_pair(&a[0], &b[0]), 0);
+		ASSERT_EQ(iou_rstream_open(r, a[0], NULL, &s[0]), 0);
+		ASSERT_EQ(echo_through(r, s[0], a[0], b[0], 64, 160 + i), 0);
+		ASSERT_EQ(registered(a[0]), slots_wanted() ? 1 : 0);
+		ASSERT_EQ(iou_rstream_close(r, s[0]), 0);
+		ASSERT_EQ(close(a[0]), 0);
+		ASSERT_EQ(peer_sees_end(b[0]), 0);
+		ASSERT_EQ(close(b[0]), 0);
+	}
+	for (int i = 1; i < N; i++) {
+		ASSERT_EQ(iou_rstream_close(r, s[i]), 0);
+		ASSERT_EQ(close(a[i]), 0);
+		ASSERT_EQ(close(b[i]), 0);
+	}
+	ASSERT_EQ(reactor_destroy(r), 0);
+	return 0;
+}
+
+static int test_small_file_table(void)
+{
+	return test_in_thread(small_table_body);
+}
+
+/*
+ * A thread exits with a stream open and its socket in the table: the table
+ * goes with the ring, so closing the socket afterwards really closes it.
+ */
+static int leave_pair[2];
+
+static int open_and_leave(void)
+{
+	struct reactor *r = reactor_get();
+	struct iou_rstream *s;
+
+	ASSERT_TRUE(r != NULL);
+	ASSERT_EQ(iou_rstream_open(r, leave_pair[0], NULL, &s), 0);
+	ASSERT_EQ(echo_through(r, s, leave_pair[0], leave_pair[1], 500, 170), 0);
+	ASSERT_EQ(registered(leave_pair[0]), slots_wanted() ? 1 : 0);
+	return 0; /* the thread's exit tears the reactor down, stream and all */
+}
+
+static int test_thread_exit_leaves_no_reference(void)
+{
+	ASSERT_EQ(tcp_pair(&leave_pair[0], &leave_pair[1]), 0);
+	ASSERT_EQ(test_in_thread(open_and_leave), 0);
+	ASSERT_EQ(registered(leave_pair[0]), 0);
+	ASSERT_EQ(close(leave_pair[0]), 0);
+	ASSERT_EQ(peer_sees_end(leave_pair[1]), 0);
+	ASSERT_EQ(close(leave_pair[1]), 0);
+	return 0;
+}
+
 /* ---- forwarding --------------------------------------------------------- */
 
 /*
@@ -2433,4 +2699,6 @@ TEST_MAIN(T(test_transfer_peek_consume_default_ring), T(test_transfer_read_defau
 	  T(test_stalled_forwards_hold_no_buffer), T(test_forward_bad_arguments),
 	  T(test_read_leaves_nothing_to_forward), T(test_forward_to_gone_peer),
 	  T(test_forward_busy_and_cancelled), T(test_close_with_forward_in_flight),
-	  T(test_forward_outside_fiber), T(test_reactor_teardown_with_forwards))
+	  T(test_forward_outside_fiber), T(test_reactor_teardown_with_forwards),
+	  T(test_stream_socket_registered), T(test_small_file_table),
+	  T(test_thread_exit_leaves_no_reference))

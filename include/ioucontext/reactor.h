@@ -42,6 +42,14 @@ typedef void reactor_cookie_eater(void *cookie);
 #define IOU_DEFAULT_BUFRING_SIZE ((size_t)16 * 1024)
 
 /**
+ * Registered files: the default and the largest size of the reactor's
+ * table of registered files (see struct reactor_options).  The kernel
+ * takes 8 bytes per slot.
+ */
+#define IOU_DEFAULT_FILE_SLOTS 65536u
+#define IOU_FILE_SLOTS_MAX (1u << 20)
+
+/**
  * struct reactor_options - how to build a reactor.
  *
  * Fill it with reactor_options_init() (which reads the environment), then
@@ -58,6 +66,7 @@ typedef void reactor_cookie_eater(void *cookie);
  *   IOU_BUFRING_COUNT=N  buffers in the default ring of receive streams
  *                        (power of two, 1..32768)
  *   IOU_BUFRING_SIZE=N   their size in bytes (1..1M); K, M suffixes accepted
+ *   IOU_FILE_SLOTS=N     slots of the registered-file table (0..1M; 0: none)
  *
  * and two read by reactor_create() itself, testing aids:
  *
@@ -81,6 +90,17 @@ struct reactor_options {
 	unsigned bufring_count; /**< buffers of the default receive-stream ring
 				 * (power of two; 0: IOU_DEFAULT_BUFRING_COUNT) */
 	size_t bufring_size;   /**< their size (0: IOU_DEFAULT_BUFRING_SIZE) */
+	/**
+	 * Slots of the ring's registered-file table, made when the first
+	 * receive stream opens: each open stream takes one, and the
+	 * stream's receives and its forwards back to the same socket name
+	 * the slot instead of the descriptor, which saves the kernel a
+	 * file lookup and reference per request.  Capped at the process's
+	 * open-file limit (RLIMIT_NOFILE) at that moment; streams beyond
+	 * the table, and all of them on kernels without sparse tables
+	 * (before 5.19), use their descriptor as before.  0: no table.
+	 */
+	unsigned file_slots;
 };
 
 /**

@@ -232,6 +232,16 @@ struct iou__ext {
 	struct iou__ext *next;
 };
 
+/* The ring's registered-file table (files.c). */
+enum { IOU__FILES_UNTRIED, IOU__FILES_ON, IOU__FILES_OFF };
+struct iou__files {
+	int state;	/* IOU__FILES_*: registered on first use */
+	unsigned size;	/* slots registered */
+	unsigned next;	/* slots below it have been handed out */
+	unsigned *free; /* slots handed back, a stack; room for @next */
+	unsigned nfree, cap;
+};
+
 struct reactor {
 	struct io_uring ring;
 	struct fiber *current;	/* running fiber, NULL in the thread's context */
@@ -288,6 +298,9 @@ struct reactor {
 	unsigned bufring_count;	/* the default ring's shape (options) */
 	size_t bufring_size;
 	uint16_t next_bgid;	/* where the search for a free buffer group id starts */
+	/* Registered files (files.c). */
+	unsigned file_slots;	/* the table's size asked for (options; 0: no table) */
+	struct iou__files files;
 };
 
 /* The calling thread's reactor, or NULL. */
@@ -530,6 +543,15 @@ void iou__unpin(struct reactor *r);
 
 /* rstream.c: free every stream and buffer ring (teardown, after the drain). */
 void iou__rstreams_fini(struct reactor *r);
+
+/*
+ * files.c: a free slot of the registered-file table (registered on first
+ * call), or -1 if there is no table or no free slot; give it back once
+ * the kernel has emptied it.
+ */
+int iou__file_slot_get(struct reactor *r);
+void iou__file_slot_put(struct reactor *r, int slot);
+void iou__files_fini(struct reactor *r);
 
 /* options.c */
 int iou__options_check(const struct reactor_options *o);

@@ -88,6 +88,7 @@ IOU_API void reactor_options_init(struct reactor_options *o)
 	o->multishot = true;
 	o->bufring_count = IOU_DEFAULT_BUFRING_COUNT;
 	o->bufring_size = IOU_DEFAULT_BUFRING_SIZE;
+	o->file_slots = IOU_DEFAULT_FILE_SLOTS;
 
 	if (parse_size(getenv("IOU_RING_ENTRIES"), &v) && v >= 1 && v <= MAX_ENTRIES)
 		o->ring_entries = (unsigned)v;
@@ -106,6 +107,8 @@ IOU_API void reactor_options_init(struct reactor_options *o)
 		o->bufring_count = (unsigned)v;
 	if (parse_size(getenv("IOU_BUFRING_SIZE"), &v) && v >= 1 && v <= IOU_BUFRING_MAX_SIZE)
 		o->bufring_size = (size_t)v;
+	if (parse_size(getenv("IOU_FILE_SLOTS"), &v) && v <= IOU_FILE_SLOTS_MAX)
+		o->file_slots = (unsigned)v;
 	e = getenv("IOU_RING_FLAGS");
 	if (e && parse_ring_flags(e, &flags))
 		o->ring_flags = flags;
@@ -123,6 +126,8 @@ int iou__options_check(const struct reactor_options *o)
 	if (o->bufring_count > IOU_BUFRING_MAX_COUNT || (o->bufring_count & (o->bufring_count - 1)))
 		return -EINVAL;
 	if (o->bufring_size > IOU_BUFRING_MAX_SIZE)
+		return -EINVAL;
+	if (o->file_slots > IOU_FILE_SLOTS_MAX)
 		return -EINVAL;
 	return 0;
 }

@@ -49,6 +49,7 @@ static void teardown(struct reactor *r)
 	iou__ops_drain(r);
 	/* Nothing in the kernel can write into a buffer ring any more. */
 	iou__rstreams_fini(r);
+	iou__files_fini(r);
 	iou__self = NULL;
 	if (key_ok)
 		tss_set(key, NULL);
@@ -203,6 +204,7 @@ IOU_API int reactor_create(const struct reactor_options *opts, struct reactor **
 	r->stack_size = opts->stack_size;
 	r->deadline = IOU_DEADLINE_NEVER;
 	r->multishot = opts->multishot;
+	r->file_slots = opts->file_slots;
 	r->bufring_count = opts->bufring_count ? opts->bufring_count : IOU_DEFAULT_BUFRING_COUNT;
 	r->bufring_size = opts->bufring_size ? opts->bufring_size : IOU_DEFAULT_BUFRING_SIZE;
 	if (ppoll_wanted()) {

@@ -155,10 +155,25 @@ struct iou_rstream {
 		char *heap;		  /* malloc'd copy of what @p points into, or NULL */
 		struct iou__wait *waiter; /* a call waiting for the send to end */
 	} fw;
+	/*
+	 * The stream's slot in the registered-file table (files.c): filled
+	 * by an IORING_OP_FILES_UPDATE at open, emptied by another at close
+	 * (which waits for it, so that the socket is not kept open by the
+	 * table after the close).  The receive and the forwards back to the
+	 * same socket name the slot once the first update has succeeded.
+	 */
+	struct {
+		struct iou__op op; /* the update in flight */
+		int slot;	   /* or -1: none (any more) */
+		int arg;	   /* the update's argument: the socket, or -1 to empty */
+		bool on;	   /* the slot holds the socket */
+		bool busy;	   /* an update in flight or staged */
+	} fix;
 };
 
 #define stream_of(op) ((struct iou_rstream *)((char *)(op)-offsetof(struct iou_rstream, op)))
 #define stream_of_fw(op) ((struct iou_rstream *)((char *)(op)-offsetof(struct iou_rstream, fw.op)))
+#define stream_of_fix(op) ((struct iou_rstream *)((char *)(op)-offsetof(struct iou_rstream, fix.op)))
 
 /* The checks every call makes on its reactor and object's owner. */
 static int check(struct reactor *r, const struct reactor *owner)
@@ -287,9 +302,9 @@ static int arm(struct reactor *r, struct iou_rstream *s)
 	if (ret < 0)
 		return ret;
 	s->op.complete = on_completion;
-	io_uring_prep_recv(sqe, s->fd, NULL, 0, 0);
+	io_uring_prep_recv(sqe, s->fix.on ? s->fix.slot : s->fd, NULL, 0, 0);
 	sqe->ioprio |= IORING_RECV_MULTISHOT;
-	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->flags |= IOSQE_BUFFER_SELECT | (s->fix.on ? IOSQE_FIXED_FILE : 0);
 	sqe->buf_group = s->br->bgid;
 	iou__op_start(r, &s->op, sqe);
 	s->armed = true;
@@ -626,6 +641,48 @@ void iou__rstreams_fini(struct reactor *r)
 	}
 }
 
+/* ---- the registered-file slot ------------------------------------------------------ */
+
+static void on_fixed(struct reactor *r, struct iou__op *op, const struct io_uring_cqe *cqe)
+{
+	struct iou_rstream *s = stream_of_fix(op);
+
+	s->fix.busy = false;
+	if (s->fix.arg >= 0 && cqe->res >= 0) {
+		s->fix.on = true;
+	} else {
+		/* Emptied, or never filled (the slot stayed empty): free again. */
+		s->fix.on = false;
+		iou__file_slot_put(r, s->fix.slot);
+		s->fix.slot = -1;
+	}
+	if (s->closer && !r->closing)
+		iou__wake(r, s->closer);
+}
+
+/* Queue the update that puts @arg (the socket, or -1: nothing) in @s's slot. */
+static void fix_update(struct reactor *r, struct iou_rstream *s, int arg)
+{
+	struct io_uring_sqe *sqe;
+
+	s->fix.arg = arg;
+	s->fix.busy = true;
+	/* Not a request of the caller's: no cancel or deadline applies. */
+	(void)iou__op_prepare(r, &s->fix.op, &sqe);
+	s->fix.op.complete = on_fixed;
+	io_uring_prep_files_update(sqe, &s->fix.arg, 1, s->fix.slot);
+	iou__op_start(r, &s->fix.op, sqe);
+}
+
+/* Close: empty the slot, unless an update is still in flight (then its end does it). */
+static void fix_clear(struct reactor *r, struct iou_rstream *s)
+{
+	if (s->fix.slot >= 0 && !s->fix.busy) {
+		s->fix.on = false; /* nothing names it any more */
+		fix_update(r, s, -1);
+	}
+}
+
 /* ---- streams ----------------------------------------------------------------------- */
 
 IOU_API int iou_rstream_open(struct reactor *r, int fd, struct iou_bufring *br,
@@ -657,6 +714,7 @@ IOU_API int iou_rstream_open(struct reactor *r, int fd, struct iou_bufring *br,
 	s->fd = fd;
 	s->head = s->tail = NO_BUF;
 	s->fw.bid = NO_BUF;
+	s->fix.slot = -1;
 	s->fallback = !br->ring;
 	if (s->fallback) {
 		s->buf = malloc(br->size);
@@ -670,9 +728,14 @@ IOU_API int iou_rstream_open(struct reactor *r, int fd, struct iou_bufring *br,
 		br->streams->prev = s;
 	br->streams = s;
 	br->nstreams++;
-	/* Start receiving now; a failure (a cancelled fiber) is retried by the first peek. */
-	if (!s->fallback)
+	if (!s->fallback) {
+		/* The update goes first: it is done (or failed) when the data comes. */
+		s->fix.slot = iou__file_slot_get(r);
+		if (s->fix.slot >= 0)
+			fix_update(r, s, fd);
+		/* Start receiving now; a failure (a cancelled fiber) is retried by the first peek. */
 		(void)arm(r, s);
+	}
 	*out = s;
 	return 0;
 }
@@ -903,7 +966,12 @@ static int fw_send(struct reactor *r, struct iou_rstream *s, int flags, bool che
 	if (ret < 0)
 		return ret;
 	s->fw.op.complete = on_sent;
-	io_uring_prep_send(sqe, s->fw.fd, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
+	if (s->fw.fd == s->fd && s->fix.on) {
+		io_uring_prep_send(sqe, s->fix.slot, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
+		sqe->flags |= IOSQE_FIXED_FILE;
+	} else {
+		io_uring_prep_send(sqe, s->fw.fd, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
+	}
 	iou__op_start(r, &s->fw.op, sqe);
 	return 0;
 }
@@ -1112,14 +1180,17 @@ IOU_API int iou_rstream_close(struct reactor *r, struct iou_rstream *s)
 	if (in_use(s))
 		return -EBUSY;
 	br = s->br;
-	/* The kernel must be done with both requests before their records go. */
+	/* The kernel must be done with every request before their records go. */
 	stop(r, s);
 	fw_stop(r, s);
+	/* Nothing sends or receives again: empty the slot in the same submission. */
+	fix_clear(r, s);
 	while (s->fw.busy)
 		(void)fw_wait(r, s, true);
-	while (s->armed) {
+	while (s->armed || s->fix.slot >= 0) {
 		struct iou__wait w = { .hard = true };
 
+		fix_clear(r, s); /* the filling update was in flight */
 		s->closer = &w;
 		iou__wait(r, &w);
 		s->closer = NULL;
