@@ -1994,6 +1994,12 @@ static int test_forward_slow_consumer(void)
 	ASSERT_EQ(iou_rstream_flush(r, c[0].rl.st), -ETIMEDOUT);
 	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
 	ASSERT_EQ(same_peek(r, c[0].rl.st, p, n), 0);
+	/* "Do not wait": both fail at once, and still nothing is consumed. */
+	fiber_set_deadline(r, IOU_DEADLINE_NOW);
+	ASSERT_EQ(iou_rstream_forward(r, c[0].rl.st, c[0].b_out, (size_t)n), -ETIMEDOUT);
+	ASSERT_EQ(iou_rstream_flush(r, c[0].rl.st), -ETIMEDOUT);
+	fiber_set_deadline(r, IOU_DEADLINE_NEVER);
+	ASSERT_EQ(same_peek(r, c[0].rl.st, p, n), 0);
 	c[0].rl.fwd = off; /* its relay fiber goes on from there */
 	/* Now relays in fibers keep forwarding to their stalled peers. */
 	for (int i = 0; i < N; i++)

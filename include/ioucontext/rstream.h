@@ -155,8 +155,11 @@ int iou_bufring_destroy(struct reactor *r, struct iou_bufring *br);
  *       iou_rstream_close(), or let the reactor's teardown do it.
  *
  * Arms the receive at once, so data that arrives before the first peek is
- * already waiting for it.  Allocates the stream (and, in the fallback, its
- * buffer).  Never suspends.
+ * already waiting for it.  Puts @fd in a free slot of the reactor's table
+ * of registered files, if it has one (reactor_options.file_slots): the
+ * stream's receive and its forwards back to @fd then name the slot, which
+ * spares the kernel a file lookup per request.  Allocates the stream (and,
+ * in the fallback, its buffer).  Never suspends.
  *
  * Return: 0; -EBADF if @fd is negative or not open; -EINVAL if @out is
  * NULL; -ENOMEM; the errors of iou_bufring_create() for the default ring;
@@ -288,8 +291,10 @@ int iou_rstream_flush(struct reactor *r, struct iou_rstream *s);
  * lost: iou_rstream_flush() first to keep them); returns every buffer @s
  * holds to the ring; frees @s.  Bytes received but not consumed are
  * discarded; bytes the kernel had not handed over stay in the socket.
- * Does not close the descriptor.  May suspend briefly (the cancellation);
- * works in a cancelled fiber.
+ * Empties the stream's slot of the registered-file table and waits for
+ * the kernel to have done it, so that closing the descriptor afterwards
+ * closes the socket at once.  Does not close the descriptor.  May suspend
+ * briefly (the cancellation, the table update); works in a cancelled fiber.
  *
  * Return: 0; -EBUSY if another fiber is parked in a peek, read, forward
  * or flush of @s (@s is left untouched: cancel that fiber first); the

@@ -51,6 +51,14 @@
  * of the ring's buffer size and a peek that finds it used up makes one
  * plain iou_recv() into it.  Same calls, same guarantees.
  *
+ * Registered files: a stream takes a slot of the ring's file table
+ * (files.c) at open and fills it with its socket by an
+ * IORING_OP_FILES_UPDATE request queued ahead of the receive; once that
+ * has succeeded, re-armed receives and forwards back to the same socket
+ * name the slot.  Close empties the slot by another update and waits for
+ * it (the table holds a reference on the socket: a socket closed by the
+ * caller afterwards must really close).
+ *
  * Teardown: a reactor going away drains every request (op.c) before
  * iou__rstreams_fini() frees the streams, unregisters the rings and unmaps
  * their memory.
@@ -1055,6 +1063,15 @@ static void on_sent(struct reactor *r, struct iou__op *op, const struct io_uring
  */
 static int fw_wait(struct reactor *r, struct iou_rstream *s, bool hard)
 {
+	/* IOU_DEADLINE_NOW: fail at once, without a timer and a trip through the scheduler. */
+	if (!hard && s->fw.busy) {
+		struct fiber *f = r->current;
+
+		if (f && f->cancelled)
+			return -ECANCELED;
+		if ((f ? f->deadline : r->deadline) == IOU_DEADLINE_NOW)
+			return -ETIMEDOUT;
+	}
 	while (s->fw.busy) {
 		struct iou__wait w = { .hard = hard };
 		int ret;
