@@ -90,12 +90,15 @@ start_server() {
 	[[ $1 == iou_port7 ]] && args+=(-t 1)
 	taskset -c "$2" "$bin" "${args[@]}" >"$tmp/server.out" 2>"$tmp/server.err" &
 	spid=$!
-	until grep -q 'listening on' "$tmp/server.out"; do
+	# Until the whole line is there: a reader can catch it half written.
+	sport=
+	until [[ -n $sport ]]; do
 		kill -0 "$spid" 2>/dev/null || die "$1 did not start: $(cat "$tmp/server.err")"
 		((SECONDS < deadline)) || die "$1 did not start within 10 s"
 		sleep 0.02
+		[[ -s $tmp/server.out && -z $(tail -c 1 "$tmp/server.out") ]] || continue
+		sport=$(sed -n 's/.*listening on .* port \([0-9]\+\).*/\1/p' "$tmp/server.out" | head -n 1)
 	done
-	sport=$(sed -n 's/.*listening on .* port \([0-9]\+\).*/\1/p' "$tmp/server.out" | head -n 1)
 }
 
 stop_server() {

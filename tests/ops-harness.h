@@ -66,7 +66,9 @@ static inline int in_both_contexts(body_fn *fn)
 
 /* Run @body in a new C11 thread, which creates its own reactor; its result. */
 struct test_job {
-	int (*body)(void);
+	int (*body)(void);	 /* or, when NULL: */
+	int (*body_flag)(bool); /* called with @flag */
+	bool flag;
 	int result;
 };
 
@@ -74,18 +76,40 @@ static inline int test_job_main(void *arg)
 {
 	struct test_job *job = arg;
 
-	job->result = job->body();
+	job->result = job->body ? job->body() : job->body_flag(job->flag);
 	return 0;
+}
+
+static inline int test_job_run(struct test_job *job)
+{
+	thrd_t t;
+
+	job->result = -1;
+	ASSERT_EQ(thrd_create(&t, test_job_main, job), thrd_success);
+	ASSERT_EQ(thrd_join(t, NULL), thrd_success);
+	return job->result;
 }
 
 static inline int test_in_thread(int (*body)(void))
 {
-	struct test_job job = { .body = body, .result = -1 };
-	thrd_t t;
+	struct test_job job = { .body = body };
 
-	ASSERT_EQ(thrd_create(&t, test_job_main, &job), thrd_success);
-	ASSERT_EQ(thrd_join(t, NULL), thrd_success);
-	return job.result;
+	return test_job_run(&job);
+}
+
+/*
+ * The two ways a reactor goes, each in a thread of its own: @body(true)
+ * calls reactor_destroy(), @body(false) leaves it to thread exit.
+ */
+static inline int test_teardown_both_ways(int (*body)(bool destroy))
+{
+	struct test_job job = { .body_flag = body };
+
+	for (int destroy = 1; destroy >= 0; destroy--) {
+		job.flag = destroy;
+		ASSERT_EQ(test_job_run(&job), 0);
+	}
+	return 0;
 }
 
 /* A thread that creates its reactor, hands it over and waits to be released. */

@@ -1283,22 +1283,11 @@ static int teardown_body(bool destroy)
 	return 0;
 }
 
-static int teardown_destroy(void)
-{
-	return teardown_body(true);
-}
-
-static int teardown_exit(void)
-{
-	return teardown_body(false);
-}
-
 static int test_reactor_teardown_with_open_streams(void)
 {
 	int fds = test_count_fds();
 
-	ASSERT_EQ(test_in_thread(teardown_destroy), 0);
-	ASSERT_EQ(test_in_thread(teardown_exit), 0);
+	ASSERT_EQ(test_teardown_both_ways(teardown_body), 0);
 	ASSERT_NO_FIBER_FAILURES();
 	ASSERT_EQ(test_count_fds(), fds); /* the rings' descriptors are gone too */
 	return 0;
@@ -2601,22 +2590,11 @@ static int fw_teardown_body(bool destroy)
 	return 0;
 }
 
-static int fw_teardown_destroy(void)
-{
-	return fw_teardown_body(true);
-}
-
-static int fw_teardown_exit(void)
-{
-	return fw_teardown_body(false);
-}
-
 static int test_reactor_teardown_with_forwards(void)
 {
 	int fds = test_count_fds();
 
-	ASSERT_EQ(test_in_thread(fw_teardown_destroy), 0);
-	ASSERT_EQ(test_in_thread(fw_teardown_exit), 0);
+	ASSERT_EQ(test_teardown_both_ways(fw_teardown_body), 0);
 	ASSERT_NO_FIBER_FAILURES();
 	ASSERT_EQ(test_count_fds(), fds);
 	return 0;
