@@ -66,7 +66,7 @@ static inline int in_both_contexts(body_fn *fn)
 
 /* Run @body in a new C11 thread, which creates its own reactor; its result. */
 struct test_job {
-	int (*body)(void);	 /* or, when NULL: */
+	int (*body)(void);	/* or, when NULL: */
 	int (*body_flag)(bool); /* called with @flag */
 	bool flag;
 	int result;
