@@ -25,7 +25,7 @@
 #
 #   bench/bench-echo.sh [BUILD_DIR [OUT_DIR]]   (default: build, bench/report)
 #   ECHO_SECS=5 ECHO_WARMUP=1 ECHO_REPS=3        window, warm-up, repetitions
-#   ECHO_TARGET_REPS=7   repetitions of tcp64-c100, tcp64-c1000, tcp64-c10000
+#   ECHO_TARGET_REPS=11  repetitions of tcp64-c100, tcp64-c1000, tcp64-c10000
 #   ECHO_CASES="..."  ECHO_SERVERS="iou_port7 uring epoll libuv"
 #
 # Writes OUT_DIR/echo.tsv (every run), OUT_DIR/echo.md (the tables, also
@@ -38,7 +38,7 @@ out=${2:-bench/report}
 secs=${ECHO_SECS:-5}
 warmup=${ECHO_WARMUP:-1}
 reps=${ECHO_REPS:-3}
-target_reps=${ECHO_TARGET_REPS:-7}
+target_reps=${ECHO_TARGET_REPS:-11}
 read -ra servers <<<"${ECHO_SERVERS:-iou_port7 uring epoll libuv}"
 read -ra cases <<<"${ECHO_CASES:-tcp64-c1 tcp64-c100 tcp64-c1000 tcp64-c10000 same-c1 same-c100 tcp16k-c100 udp64-c100 idle-c10000}"
 
@@ -162,10 +162,20 @@ case_reps() {
 for c in "${cases[@]}"; do
 	nrep=$(case_reps "$c")
 	for ((rep = 1; rep <= nrep; rep++)); do
-		# Rotate the order so that no server always runs first.
+		# Rotate the order so that no server always runs first, keeping
+		# the servers of each pair (1st and 2nd: iou_port7 and uring by
+		# default) next to each other, so that the paired ratios of the
+		# report compare runs made seconds apart: with four servers the
+		# orders are 0123, 1032, 2301, 3210, then again.
 		n=${#servers[@]}
+		r0=$((rep - 1))
 		for ((k = 0; k < n; k++)); do
-			measure "$c" "${servers[$(((k + rep - 1) % n))]}" "$rep"
+			if ((n % 2 == 0)); then
+				i=$((((k ^ (r0 & 1)) + 2 * (r0 / 2)) % n))
+			else
+				i=$(((k + r0) % n))
+			fi
+			measure "$c" "${servers[$i]}" "$rep"
 		done
 	done
 done
