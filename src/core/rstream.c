@@ -301,6 +301,18 @@ static void release_head(struct reactor *r, struct iou_bufring *br, struct iou_r
 
 static void on_completion(struct reactor *r, struct iou__op *op, const struct io_uring_cqe *cqe);
 
+/*
+ * A request prepared on @fd names @s's slot of the registered-file table
+ * instead, when @fd is @s's socket and the slot holds it.
+ */
+static void name_slot(const struct iou_rstream *s, struct io_uring_sqe *sqe, int fd)
+{
+	if (fd == s->fd && s->fix.on) {
+		sqe->fd = s->fix.slot;
+		sqe->flags |= IOSQE_FIXED_FILE;
+	}
+}
+
 /* Submit (or stage) a multishot receive for @s; 0 or why it could not start. */
 static int arm(struct reactor *r, struct iou_rstream *s)
 {
@@ -310,9 +322,10 @@ static int arm(struct reactor *r, struct iou_rstream *s)
 	if (ret < 0)
 		return ret;
 	s->op.complete = on_completion;
-	io_uring_prep_recv(sqe, s->fix.on ? s->fix.slot : s->fd, NULL, 0, 0);
+	io_uring_prep_recv(sqe, s->fd, NULL, 0, 0);
+	name_slot(s, sqe, s->fd);
 	sqe->ioprio |= IORING_RECV_MULTISHOT;
-	sqe->flags |= IOSQE_BUFFER_SELECT | (s->fix.on ? IOSQE_FIXED_FILE : 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = s->br->bgid;
 	iou__op_start(r, &s->op, sqe);
 	s->armed = true;
@@ -974,12 +987,8 @@ static int fw_send(struct reactor *r, struct iou_rstream *s, int flags, bool che
 	if (ret < 0)
 		return ret;
 	s->fw.op.complete = on_sent;
-	if (s->fw.fd == s->fd && s->fix.on) {
-		io_uring_prep_send(sqe, s->fix.slot, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
-		sqe->flags |= IOSQE_FIXED_FILE;
-	} else {
-		io_uring_prep_send(sqe, s->fw.fd, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
-	}
+	io_uring_prep_send(sqe, s->fw.fd, s->fw.p, s->fw.len, flags | MSG_NOSIGNAL);
+	name_slot(s, sqe, s->fw.fd);
 	iou__op_start(r, &s->fw.op, sqe);
 	return 0;
 }
